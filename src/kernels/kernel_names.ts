@@ -1,0 +1,94 @@
+/**
+ * The contracts of this package's kernels. The `cpu` kernels (src/kernels/cpu) are the
+ * readable reference; the `webgpu` kernels (src/kernels/webgpu) implement exactly the same
+ * inputs, attributes and outputs. Shapes use the notation of spec/MLA.md:
+ * T new tokens, B sequences, H heads, N = qkNopeHeadDim, R = qkRopeHeadDim,
+ * V = vHeadDim, L = kvLoraRank, D = L + R (the width of a cache row).
+ *
+ * Per-token metadata shared by every kernel of a step:
+ *   tokenInfo: int32 [T, 3], row t = (b, p, slot):
+ *     b    = index of the token's sequence in the batch (row of `lookup`),
+ *     p    = the token's absolute position (cached tokens before it + its index among the new),
+ *     slot = the flat cache row it is written to: lookup[b, floor(p / pageSize)] * pageSize
+ *            + p mod pageSize.
+ *   lookup: int32 [B, maxPagesPerSeq], the page table: token k of batch row b lives in page
+ *     lookup[b, floor(k / pageSize)], row k mod pageSize. Entries past a sequence's pages are 0.
+ */
+
+/**
+ * FusedRope: RoPE of every head's q_rope and of k_pe at each token's absolute position,
+ * RMSNorm of c_kv, and the cache write — in one kernel.
+ *
+ * inputs:
+ *   q:         float32 [T, H, N + R]   projected queries; columns N..N+R of each head are roped
+ *   kv:        float32 [T, L + R]      x · kv_a_proj_with_mqaᵀ: raw c_kv (L) | raw k_pe (R)
+ *   gamma:     float32 [L]             kv_a_layernorm weight
+ *   freqsCis:  float32 [maxSeqLen, R]  rows [cos0, sin0, cos1, sin1, …] (YaRN factor included)
+ *   tokenInfo: int32   [T, 3]          (b, p, slot) as above; only p and slot are read
+ *   cache:     float32 [pages, pageSize, D]  WRITTEN IN PLACE: row `slot` becomes
+ *              [RMSNorm(c_kv; gamma, eps) | rope(k_pe, p)]
+ * attrs:
+ *   eps:          number   RMSNorm epsilon
+ *   interleaved:  boolean  true: pairs (2i, 2i+1); false: pairs (i, i + R/2)
+ * output:
+ *   float32 [T, H, N + R]: q with rope(q_rope, p) in columns N..N+R of each head.
+ */
+export const FUSED_ROPE = 'FusedRope';
+
+/**
+ * MLAPrefill: the non-absorbed ("MHA mode") causal attention of the new tokens over one
+ * chunk of their sequences' context, the chunk's K_nope and V already decompressed.
+ *
+ * inputs:
+ *   q:         float32 [T, H, N + R]   roped queries (FusedRope's output)
+ *   kvBuffer:  float32 [rows, H, N + V]  latent rows of this chunk · kv_b_projᵀ:
+ *              K_nope (N) | V (V) per head
+ *   cache:     float32 [pages, pageSize, D]  k_rope is read from columns L..D of a key's row
+ *   lookup:    int32   [B, maxPagesPerSeq]
+ *   tokenInfo: int32   [T, 3]
+ *   chunkInfo: int32   [B, 3], row b = (bufferStart, firstToken, numRows): buffer row
+ *              bufferStart + j holds token firstToken + j of batch row b, for 0 ≤ j < numRows.
+ * attrs:
+ *   scale:          number  λ, the softmax scale
+ *   qkNopeHeadDim:  number  N (then R = q.shape[2] − N, V = kvBuffer.shape[2] − N, L = D − R)
+ * output:
+ *   float32 [T, H, V + 1]: for token t (sequence b, position p) and head h, over the keys k of
+ *   this chunk with k ≤ p: columns 0..V = Σ softmax(s)·V[k], column V = log Σ exp(s)
+ *   (−Infinity and a zero output when no key of the chunk is visible), where
+ *   s_k = scale · (q_nope · K_nope[k] + q_rope · k_rope[k]). Chunks merge by log-sum-exp.
+ */
+export const MLA_PREFILL = 'MLAPrefill';
+
+/**
+ * MLADecode: the absorbed ("MQA mode") causal attention over the paged cache.
+ *
+ * inputs:
+ *   q:         float32 [T, H, D]   [q_lat (L) | roped q_rope (R)], q_lat[h] = W_UK[h]ᵀ · q_nope[h]
+ *   cache:     float32 [pages, pageSize, D]
+ *   lookup:    int32   [B, maxPagesPerSeq]
+ *   tokenInfo: int32   [T, 3]
+ * attrs:
+ *   scale:             number  λ
+ *   kvLoraRank:        number  L (the first L columns of a cache row are the latent, and V)
+ *   maxContextLength:  number  an upper bound of p + 1 over the tokens (sizes the split over
+ *                              the context on webgpu; the cpu kernel only checks it)
+ * output:
+ *   float32 [T, H, L]: o_lat = Σ_{k ≤ p} softmax_k(scale · q · cacheRow_k) · cacheRow_k[0..L].
+ */
+export const MLA_DECODE = 'MLADecode';
+
+export interface FusedRopeAttrs {
+  eps: number;
+  interleaved: boolean;
+}
+
+export interface MLAPrefillAttrs {
+  scale: number;
+  qkNopeHeadDim: number;
+}
+
+export interface MLADecodeAttrs {
+  scale: number;
+  kvLoraRank: number;
+  maxContextLength: number;
+}

@@ -1,0 +1,97 @@
+import * as tf from '@tensorflow/tfjs-core';
+import {FUSED_ROPE, FusedRopeAttrs, MLA_DECODE, MLA_PREFILL, MLADecodeAttrs, MLAPrefillAttrs} from '../kernels/kernel_names';
+import {checkInteger, checkShape} from './check';
+
+/**
+ * The op wrappers of the kernels: each checks shapes and dtypes against the contract in
+ * src/kernels/kernel_names.ts, then runs the kernel registered for the active backend.
+ */
+
+function fusedRope_(
+    q: tf.Tensor3D, kv: tf.Tensor2D, gamma: tf.Tensor1D, freqsCis: tf.Tensor2D,
+    tokenInfo: tf.Tensor2D, cache: tf.Tensor3D, attrs: FusedRopeAttrs): tf.Tensor3D {
+  checkShape('fusedRope q', q, [null, null, null], 'float32');
+  const [numTokens, , qHeadDim] = q.shape;
+  checkShape('fusedRope freqsCis', freqsCis, [null, null], 'float32');
+  const ropeDim = freqsCis.shape[1];
+  if (ropeDim % 2 !== 0 || ropeDim > qHeadDim) {
+    throw new Error(`fusedRope freqsCis: expected an even rope width ≤ q's head dim ${qHeadDim}, ` +
+                    `got ${ropeDim}`);
+  }
+  checkShape('fusedRope gamma', gamma, [null], 'float32');
+  const rowWidth = gamma.shape[0] + ropeDim;
+  checkShape('fusedRope kv', kv, [numTokens, rowWidth], 'float32');
+  checkShape('fusedRope tokenInfo', tokenInfo, [numTokens, 3], 'int32');
+  checkShape('fusedRope cache', cache, [null, null, rowWidth], 'float32');
+  const inputs = {q, kv, gamma, freqsCis, tokenInfo, cache};
+  return tf.engine().runKernel(FUSED_ROPE, inputs as unknown as tf.NamedTensorMap,
+                               attrs as unknown as tf.NamedAttrMap) as tf.Tensor3D;
+}
+
+function mlaDecode_(
+    q: tf.Tensor3D, cache: tf.Tensor3D, lookup: tf.Tensor2D, tokenInfo: tf.Tensor2D,
+    attrs: MLADecodeAttrs): tf.Tensor3D {
+  checkShape('mlaDecode q', q, [null, null, null], 'float32');
+  const [numTokens, , rowWidth] = q.shape;
+  checkShape('mlaDecode cache', cache, [null, null, rowWidth], 'float32');
+  checkShape('mlaDecode lookup', lookup, [null, null], 'int32');
+  checkShape('mlaDecode tokenInfo', tokenInfo, [numTokens, 3], 'int32');
+  checkInteger('mlaDecode kvLoraRank', attrs.kvLoraRank, 1, rowWidth - 1);
+  checkInteger('mlaDecode maxContextLength', attrs.maxContextLength, 1);
+  const inputs = {q, cache, lookup, tokenInfo};
+  return tf.engine().runKernel(MLA_DECODE, inputs as unknown as tf.NamedTensorMap,
+                               attrs as unknown as tf.NamedAttrMap) as tf.Tensor3D;
+}
+
+function mlaPrefill_(
+    q: tf.Tensor3D, kvBuffer: tf.Tensor3D, cache: tf.Tensor3D, lookup: tf.Tensor2D,
+    tokenInfo: tf.Tensor2D, chunkInfo: tf.Tensor2D, attrs: MLAPrefillAttrs): tf.Tensor3D {
+  checkShape('mlaPrefill q', q, [null, null, null], 'float32');
+  const [numTokens, numHeads, qHeadDim] = q.shape;
+  checkInteger('mlaPrefill qkNopeHeadDim', attrs.qkNopeHeadDim, 1, qHeadDim - 1);
+  checkShape('mlaPrefill kvBuffer', kvBuffer, [null, numHeads, null], 'float32');
+  if (kvBuffer.shape[2] <= attrs.qkNopeHeadDim) {
+    throw new Error(`mlaPrefill kvBuffer: expected a last dim > qkNopeHeadDim ` +
+                    `${attrs.qkNopeHeadDim} (K_nope | V), got ${kvBuffer.shape[2]}`);
+  }
+  checkShape('mlaPrefill cache', cache, [null, null, null], 'float32');
+  if (cache.shape[2] <= qHeadDim - attrs.qkNopeHeadDim) {
+    throw new Error(`mlaPrefill cache: expected rows wider than the rope dim, got ${cache.shape[2]}`);
+  }
+  checkShape('mlaPrefill lookup', lookup, [null, null], 'int32');
+  checkShape('mlaPrefill tokenInfo', tokenInfo, [numTokens, 3], 'int32');
+  checkShape('mlaPrefill chunkInfo', chunkInfo, [lookup.shape[0], 3], 'int32');
+  const inputs = {q, kvBuffer, cache, lookup, tokenInfo, chunkInfo};
+  return tf.engine().runKernel(MLA_PREFILL, inputs as unknown as tf.NamedTensorMap,
+                               attrs as unknown as tf.NamedAttrMap) as tf.Tensor3D;
+}
+
+/** FusedRope: see src/kernels/kernel_names.ts. Writes the cache in place. */
+export const fusedRope = tf.op({fusedRope_});
+/** MLADecode: see src/kernels/kernel_names.ts. */
+export const mlaDecode = tf.op({mlaDecode_});
+/** MLAPrefill: see src/kernels/kernel_names.ts. */
+export const mlaPrefill = tf.op({mlaPrefill_});
+
+/**
+ * Merges two MLAPrefill partial results [T, H, V + 1] (normalized output | log-sum-exp) over
+ * disjoint key sets into one, by log-sum-exp weighting. Either side may have seen no key
+ * (log-sum-exp −Infinity); then the other is returned.
+ */
+export function mergeAttentionPartials(a: tf.Tensor3D, b: tf.Tensor3D): tf.Tensor3D {
+  return tf.tidy(() => {
+    const vHeadDim = a.shape[2] - 1;
+    const [outA, lseA] = tf.split(a, [vHeadDim, 1], 2);
+    const [outB, lseB] = tf.split(b, [vHeadDim, 1], 2);
+    const lseMax = tf.maximum(lseA, lseB);
+    // Where neither side saw a key, use 0 as the reference so no −∞ − −∞ appears.
+    const reference = tf.where(tf.isFinite(lseMax), lseMax, tf.zerosLike(lseMax));
+    const weightA = tf.exp(tf.sub(lseA, reference));
+    const weightB = tf.exp(tf.sub(lseB, reference));
+    const total = tf.add(weightA, weightB);
+    const safeTotal = tf.where(tf.greater(total, 0), total, tf.onesLike(total));
+    const out = tf.div(tf.add(tf.mul(outA, weightA), tf.mul(outB, weightB)), safeTotal);
+    const lse = tf.add(reference, tf.log(total));
+    return tf.concat([out, lse], 2) as tf.Tensor3D;
+  });
+}

@@ -1,0 +1,23 @@
+import * as tf from '@tensorflow/tfjs-core';
+import {fusedRopeCpuConfig} from './kernels/cpu/FusedRope';
+import {mlaDecodeCpuConfig} from './kernels/cpu/MLADecode';
+import {mlaPrefillCpuConfig} from './kernels/cpu/MLAPrefill';
+import {webgpuKernelConfigs} from './kernels/webgpu/index';
+
+const cpuKernelConfigs: tf.KernelConfig[] =
+    [fusedRopeCpuConfig, mlaPrefillCpuConfig, mlaDecodeCpuConfig];
+
+/**
+ * Registers MLAPrefill, MLADecode and FusedRope for 'cpu' and 'webgpu'. Idempotent:
+ * a kernel already registered under its name and backend is left as it is.
+ * Importing the package root calls it.
+ */
+export function registerMLAKernels(): void {
+  for (const config of [...cpuKernelConfigs, ...webgpuKernelConfigs]) {
+    if (tf.getKernel(config.kernelName, config.backendName) === undefined) {
+      tf.registerKernel(config);
+    }
+  }
+}
+
+registerMLAKernels();
