@@ -1,8 +1,8 @@
 import * as tf from '@tensorflow/tfjs-core';
-import {fusedRopeCpuConfig} from './kernels/cpu/FusedRope';
-import {mlaDecodeCpuConfig} from './kernels/cpu/MLADecode';
-import {mlaPrefillCpuConfig} from './kernels/cpu/MLAPrefill';
-import {webgpuKernelConfigs} from './kernels/webgpu/index';
+import {fusedRopeCpuConfig} from './kernels/cpu/FusedRope.js';
+import {mlaDecodeCpuConfig} from './kernels/cpu/MLADecode.js';
+import {mlaPrefillCpuConfig} from './kernels/cpu/MLAPrefill.js';
+import {webgpuKernelConfigs} from './kernels/webgpu/index.js';
 
 const cpuKernelConfigs: tf.KernelConfig[] =
     [fusedRopeCpuConfig, mlaPrefillCpuConfig, mlaDecodeCpuConfig];

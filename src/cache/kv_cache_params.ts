@@ -1,4 +1,4 @@
-import {checkInteger} from '../ops/check';
+import {checkInteger} from '../ops/check.js';
 
 export interface KVCacheParamsArgs {
   /** Only 'float32' for now (tfjs computes float32). */

@@ -1,6 +1,6 @@
 import * as tf from '@tensorflow/tfjs-core';
-import {checkInteger} from '../ops/check';
-import {KVCacheParams} from './kv_cache_params';
+import {checkInteger} from '../ops/check.js';
+import {KVCacheParams} from './kv_cache_params.js';
 
 interface SequenceState {
   /** Committed tokens (advanced by step). */

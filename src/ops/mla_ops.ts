@@ -1,6 +1,6 @@
 import * as tf from '@tensorflow/tfjs-core';
-import {FUSED_ROPE, FusedRopeAttrs, MLA_DECODE, MLA_PREFILL, MLADecodeAttrs, MLAPrefillAttrs} from '../kernels/kernel_names';
-import {checkInteger, checkShape} from './check';
+import {FUSED_ROPE, FusedRopeAttrs, MLA_DECODE, MLA_PREFILL, MLADecodeAttrs, MLAPrefillAttrs} from '../kernels/kernel_names.js';
+import {checkInteger, checkShape} from './check.js';
 
 /**
  * The op wrappers of the kernels: each checks shapes and dtypes against the contract in

@@ -1,5 +1,5 @@
 import * as tf from '@tensorflow/tfjs-core';
-import {checkInteger} from '../ops/check';
+import {checkInteger} from '../ops/check.js';
 
 export interface RotaryEmbeddingArgs {
   /** Width of the roped part of a head (qkRopeHeadDim), even. */

@@ -1,8 +1,8 @@
 import type {KernelConfig, KernelFunc, NamedAttrMap, TensorInfo} from '@tensorflow/tfjs-core';
 import type {MathBackendCPU} from '@tensorflow/tfjs-backend-cpu';
-import {FUSED_ROPE, FusedRopeAttrs} from '../kernel_names';
-import {valuesOf} from './cpu_tensors';
-import {rmsNormRow, ropeRow} from './reference_math';
+import {FUSED_ROPE, FusedRopeAttrs} from '../kernel_names.js';
+import {valuesOf} from './cpu_tensors.js';
+import {rmsNormRow, ropeRow} from './reference_math.js';
 
 /** The readable reference of FusedRope (contract in ../kernel_names.ts). */
 export function fusedRopeCpu(args: {

@@ -1,8 +1,8 @@
 import type {KernelConfig, KernelFunc, NamedAttrMap, TensorInfo} from '@tensorflow/tfjs-core';
 import type {MathBackendCPU} from '@tensorflow/tfjs-backend-cpu';
-import {MLA_DECODE, MLADecodeAttrs} from '../kernel_names';
-import {valuesOf} from './cpu_tensors';
-import {cacheRowOf, dot, softmaxInPlace} from './reference_math';
+import {MLA_DECODE, MLADecodeAttrs} from '../kernel_names.js';
+import {valuesOf} from './cpu_tensors.js';
+import {cacheRowOf, dot, softmaxInPlace} from './reference_math.js';
 
 /** The readable reference of MLADecode, the absorbed attention (contract in ../kernel_names.ts). */
 export function mlaDecodeCpu(args: {

@@ -1,8 +1,8 @@
 import type {KernelConfig, KernelFunc, NamedAttrMap, TensorInfo} from '@tensorflow/tfjs-core';
 import type {MathBackendCPU} from '@tensorflow/tfjs-backend-cpu';
-import {MLA_PREFILL, MLAPrefillAttrs} from '../kernel_names';
-import {valuesOf} from './cpu_tensors';
-import {cacheRowOf, dot, softmaxInPlace} from './reference_math';
+import {MLA_PREFILL, MLAPrefillAttrs} from '../kernel_names.js';
+import {valuesOf} from './cpu_tensors.js';
+import {cacheRowOf, dot, softmaxInPlace} from './reference_math.js';
 
 /**
  * The readable reference of MLAPrefill, the non-absorbed attention over one chunk of
