@@ -1,0 +1,171 @@
+#!/usr/bin/env node
+// `npm test`: install (if needed) → Chromium (if needed) → tsc build + test typecheck →
+// esbuild bundle of test/**/*.spec.ts → karma (headless Chromium, WebGPU on SwiftShader).
+//
+//   npm test                        all specs
+//   npm test -- --grep <pattern>    only specs whose full name matches <pattern> (a RegExp)
+//   npm test -- --skip-build        skip the two tsc runs (bundle + karma only)
+//
+// Only Node builtins are used until node_modules exists; dependencies are loaded lazily.
+import {spawnSync} from 'node:child_process';
+import {existsSync, mkdirSync, readdirSync, writeFileSync} from 'node:fs';
+import {createRequire} from 'node:module';
+import path from 'node:path';
+import {fileURLToPath} from 'node:url';
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+process.chdir(root);
+const require = createRequire(path.join(root, 'package.json'));
+const started = Date.now();
+
+function die(message) {
+  console.error(`\n[test] ERROR: ${message}`);
+  process.exit(1);
+}
+
+function step(message) {
+  console.log(`\n[test] ${message} (${((Date.now() - started) / 1000).toFixed(1)} s)`);
+}
+
+function run(cmd, args, what) {
+  const r = spawnSync(cmd, args, {stdio: 'inherit', cwd: root});
+  if (r.error) die(`${what}: could not run ${cmd}: ${r.error.message}`);
+  if (r.status !== 0) die(`${what} failed (${cmd} ${args.join(' ')} exited with ${r.status ?? r.signal})`);
+}
+
+// ---- arguments ---------------------------------------------------------------------------
+const argv = process.argv.slice(2);
+let grep;
+let skipBuild = false;
+for (let i = 0; i < argv.length; i++) {
+  const a = argv[i];
+  if (a === '--grep' || a === '-g') {
+    grep = argv[++i];
+    if (grep === undefined) die('--grep needs a pattern');
+  } else if (a.startsWith('--grep=')) {
+    grep = a.slice('--grep='.length);
+  } else if (a === '--skip-build') {
+    skipBuild = true;
+  } else if (a === '--help' || a === '-h') {
+    console.log('usage: npm test [-- --grep <pattern>] [-- --skip-build]');
+    process.exit(0);
+  } else {
+    die(`unknown argument ${JSON.stringify(a)} (usage: npm test -- --grep <pattern>)`);
+  }
+}
+
+// ---- a. dependencies ---------------------------------------------------------------------
+if (!existsSync(path.join(root, 'node_modules', 'karma', 'package.json'))) {
+  const npm = process.platform === 'win32' ? 'npm.cmd' : 'npm';
+  if (existsSync(path.join(root, 'package-lock.json'))) {
+    step('node_modules missing: npm ci');
+    run(npm, ['ci', '--no-audit', '--no-fund'], 'npm ci');
+  } else {
+    step('node_modules missing and no package-lock.json: npm install');
+    run(npm, ['install', '--no-audit', '--no-fund'], 'npm install');
+  }
+}
+
+// ---- b. Chromium -------------------------------------------------------------------------
+function findChromium() {
+  const candidates = [process.env.CHROME_BIN, '/usr/bin/chromium', '/usr/bin/chromium-browser'];
+  return candidates.find(c => c && existsSync(c));
+}
+let chrome = findChromium();
+if (!chrome) {
+  const isRoot = typeof process.getuid === 'function' && process.getuid() === 0;
+  const isDebian = existsSync('/etc/debian_version');
+  if (isRoot && isDebian) {
+    step('Chromium missing: apt-get install -y chromium');
+    const env = {...process.env, DEBIAN_FRONTEND: 'noninteractive'};
+    for (const args of [['update'], ['install', '-y', 'chromium']]) {
+      const r = spawnSync('apt-get', args, {stdio: 'inherit', env});
+      if (r.status !== 0) die(`apt-get ${args.join(' ')} failed (exit ${r.status ?? r.signal})`);
+    }
+    chrome = findChromium();
+  }
+  if (!chrome) {
+    die('no Chromium found. The tests run in headless Chromium with WebGPU (SwiftShader).\n' +
+        '  Debian/Ubuntu: sudo apt-get install -y chromium   (or run this as root to let it install)\n' +
+        '  elsewhere: set CHROME_BIN to a Chromium/Chrome binary with WebGPU support.');
+  }
+}
+process.env.CHROME_BIN = chrome;
+
+// ---- c. build + typecheck ----------------------------------------------------------------
+if (!skipBuild) {
+  const tsc = require.resolve('typescript/bin/tsc');
+  step('tsc -p tsconfig.json (build dist/)');
+  run(process.execPath, [tsc, '-p', 'tsconfig.json'], 'build (tsc -p tsconfig.json)');
+  step('tsc -p test/tsconfig.json --noEmit (typecheck tests)');
+  run(process.execPath, [tsc, '-p', 'test/tsconfig.json', '--noEmit'],
+      'test typecheck (tsc -p test/tsconfig.json --noEmit)');
+}
+
+// ---- d. bundle ---------------------------------------------------------------------------
+const specs = readdirSync(path.join(root, 'test'), {recursive: true})
+  .map(f => String(f).split(path.sep).join('/'))
+  .filter(f => f.endsWith('.spec.ts') && !f.split('/').includes('node_modules'))
+  .map(f => `./test/${f}`)
+  .sort();
+if (specs.length === 0) die('no test/**/*.spec.ts files found');
+step(`esbuild: bundling ${specs.length} spec file(s) into .build/tests.js`);
+const entry = ['./test/helpers/setup.ts', ...specs].map(f => `import ${JSON.stringify(f)};`).join('\n') + '\n';
+mkdirSync(path.join(root, '.build'), {recursive: true});
+writeFileSync(path.join(root, '.build', 'tests-entry.ts'), entry);
+const esbuild = await import('esbuild');
+try {
+  const result = await esbuild.build({
+    stdin: {contents: entry, resolveDir: root, sourcefile: 'tests-entry.ts', loader: 'ts'},
+    bundle: true,
+    format: 'iife',
+    platform: 'browser',
+    target: 'es2020',
+    sourcemap: true,
+    sourcesContent: true,
+    loader: {'.json': 'json'},
+    outfile: path.join(root, '.build', 'tests.js'),
+    logLevel: 'warning',
+    plugins: [{
+      // package.json "sideEffects" lists only the package's entry files, so esbuild would drop
+      // the entry's bare imports of setup.ts and the specs: mark those as having side effects.
+      name: 'spec-side-effects',
+      setup(build) {
+        build.onResolve({filter: /^\.\/test\/.*\.ts$/}, args =>
+          args.importer === path.join(root, 'tests-entry.ts')
+            ? {path: path.join(root, args.path), sideEffects: true}
+            : undefined);
+      },
+    }],
+  });
+  if (result.errors.length > 0) die('esbuild failed');
+} catch (e) {
+  die(`esbuild failed to bundle the specs (see above)`);
+}
+
+// ---- e. karma ----------------------------------------------------------------------------
+step(`karma: headless Chromium (${chrome})${grep ? `, --grep ${JSON.stringify(grep)}` : ''}`);
+const karma = require('karma');
+const karmaConfig = await karma.config.parseConfig(
+  path.join(root, 'karma.conf.cjs'),
+  grep !== undefined ? {client: {args: ['--grep', grep]}} : {},
+  {promiseConfig: true, throwErrors: true});
+
+process.env.TFJS_MLA_TEST_RUNNER = '1';
+const summary = require(path.join(root, 'scripts', 'karma-summary-reporter.cjs'));
+const exitCode = await new Promise(resolve => {
+  const server = new karma.Server(karmaConfig, code => resolve(code));
+  server.start();
+});
+const {passed, skipped} = summary.totals;
+// A browser error outside any spec or a disconnect fails the run: count it so the line agrees.
+const failed = summary.totals.failed + (exitCode !== 0 && summary.totals.failed === 0 && passed > 0 ? 1 : 0);
+const seconds = ((Date.now() - started) / 1000).toFixed(1);
+if (passed + failed === 0) {
+  console.error(`[test] FAILED: no spec ran${grep ? ` (does --grep ${JSON.stringify(grep)} match any spec?)` : ''}`);
+} else if (exitCode !== 0 && failed === 0) {
+  console.error(`[test] FAILED: karma exited with ${exitCode} (browser error or disconnect, see above)`);
+}
+console.log(`[test] done in ${seconds} s`);
+console.log(`${passed} passed, ${failed} failed, ${skipped} skipped`);
+process.exit(exitCode !== 0 || failed > 0 || passed + failed === 0 ? 1 : 0);
