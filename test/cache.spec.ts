@@ -1,0 +1,138 @@
+import * as tf from '@tensorflow/tfjs-core';
+import {KVCacheParams, KVCollection, LatentAttentionWithRope, PagedKVCache, RotaryEmbedding} from '../src/index.js';
+import {describeEachBackend} from './helpers/backends.js';
+import {loadRandomWeights} from './helpers/mla_fixtures.js';
+
+describeEachBackend('PagedKVCache', () => {
+  it('hands out pages from the free list, keeps a page table per sequence and reuses released pages', () => {
+    const cache = new PagedKVCache(new KVCacheParams({headDim: 6, pageSize: 4, numLayers: 2}), {totalNumPages: 5});
+    expect(cache.storage(0).shape).toEqual([5, 4, 6]);
+    expect(cache.storage(1).shape).toEqual([5, 4, 6]);
+    cache.claim(7);
+    cache.claim(3);
+    const first = cache.fetch([7, 3], [5, 1]);
+    expect(first.cacheLengths).toEqual([0, 0]);
+    expect(first.lookupTable).toEqual([[0, 1], [2]]);
+    expect(first.slotOf(0, 4)).toBe(4);
+    expect(first.slotOf(1, 0)).toBe(8);
+    cache.step([7, 3], [5, 1]);
+    expect(cache.cacheLength(7)).toBe(5);
+    expect(cache.numFreePages).toBe(2);
+    const second = cache.fetch([3], [4]);
+    expect(second.cacheLengths).toEqual([1]);
+    expect(second.lookupTable).toEqual([[2, 3]]);
+    cache.step([3], [4]);
+    cache.release(7);
+    expect(cache.numFreePages).toBe(3);
+    for (let i = 0; i < 20; i++) {  // claim/release in a loop: no growth, pages come back
+      cache.claim(100 + i);
+      cache.fetch([100 + i], [12]);
+      cache.step([100 + i], [12]);
+      cache.release(100 + i);
+      expect(cache.numFreePages).toBe(3);
+    }
+    cache.dispose();
+    expect(() => cache.claim(1)).toThrowError(/disposed/);
+  });
+
+  it('names the argument, the expectation and the value in its errors, and changes nothing on error', () => {
+    const cache = new PagedKVCache(new KVCacheParams({headDim: 6, pageSize: 4}), {totalNumPages: 2});
+    cache.claim(1);
+    expect(() => cache.claim(1)).toThrowError('claim seqId: sequence 1 is already claimed');
+    expect(() => cache.fetch([2], [1])).toThrowError(/fetch seqIds\[0\]: sequence 2 is not claimed/);
+    expect(() => cache.fetch([1], [1, 2])).toThrowError(/fetch numNewTokens: expected one count per sequence \(1\), got 2/);
+    expect(() => cache.fetch([1], [-1])).toThrowError(/fetch numNewTokens\[0\]: expected an integer ≥ 0, got -1/);
+    expect(() => cache.fetch([1], [9])).toThrowError(/no free page left: the step needs 3 new pages of 4 tokens, 2 are free/);
+    expect(cache.numFreePages).toBe(2);
+    expect(cache.pagesOf(1)).toEqual([]);
+    expect(() => cache.step([1], [1])).toThrowError(/step numNewTokens\[0\]: sequence 1 has 0 reserved rows, got 1 tokens/);
+    expect(cache.cacheLength(1)).toBe(0);
+    cache.release(1);
+    expect(() => cache.release(1)).toThrowError(/release seqId: sequence 1 is not claimed/);
+    expect(() => cache.cacheLength(1)).toThrowError(/cacheLength seqId: sequence 1 is not claimed/);
+    expect(() => new KVCacheParams({headDim: 0})).toThrowError(/KVCacheParams headDim: expected an integer ≥ 1, got 0/);
+    expect(() => new PagedKVCache(new KVCacheParams({headDim: 4}), {totalNumPages: 0}))
+        .toThrowError(/PagedKVCache totalNumPages: expected an integer ≥ 1, got 0/);
+    cache.dispose();
+  });
+
+  it('is written in place by a step: the storage tensor keeps its identity', async () => {
+    const rope = new RotaryEmbedding({dim: 4, nHeads: 2, theta: 10000, maxSeqLen: 32});
+    const layer = new LatentAttentionWithRope({
+      rope, numAttentionHeads: 2, numKeyValueHeads: 2, hiddenSize: 8,
+      kvParams: new KVCacheParams({headDim: 12, pageSize: 2}), kvLoraRank: 8,
+      qkNopeHeadDim: 4, qkRopeHeadDim: 4, vHeadDim: 4});
+    loadRandomWeights(layer, 1);
+    const cache = new PagedKVCache(layer.kvParams, {totalNumPages: 4});
+    const storage = cache.storage();
+    cache.claim(0);
+    for (const count of [3, 1, 1]) {
+      const x = tf.ones([count, 8]) as tf.Tensor2D;
+      const collection: KVCollection = cache.fetch([0], [count]);
+      const y = layer.forward(x, {kvCollection: collection, inputRowOffsets: [0, count]});
+      cache.step([0], [count]);
+      x.dispose();
+      y.dispose();
+    }
+    expect(cache.storage()).toBe(storage);
+    const rows = await cache.readSequence(0);
+    expect(rows.length).toBe(5 * 12);
+    expect(rows.some((v) => v !== 0)).toBe(true);
+    cache.dispose();
+    layer.dispose();
+    rope.dispose();
+  });
+});
+
+describe('LatentAttentionWithRope validation', () => {
+  const rope = new RotaryEmbedding({dim: 4, nHeads: 2, theta: 10000, maxSeqLen: 8});
+  const make = () => new LatentAttentionWithRope({
+    rope, numAttentionHeads: 2, numKeyValueHeads: 2, hiddenSize: 8,
+    kvParams: new KVCacheParams({headDim: 12, pageSize: 2}), kvLoraRank: 8,
+    qkNopeHeadDim: 4, qkRopeHeadDim: 4, vHeadDim: 4});
+
+  it('rejects bad inputs with an Error naming the argument, the expected and the actual value', () => {
+    expect(() => new LatentAttentionWithRope({
+      rope, numAttentionHeads: 2, numKeyValueHeads: 2, hiddenSize: 8,
+      kvParams: new KVCacheParams({headDim: 13}), kvLoraRank: 8, qkNopeHeadDim: 4, qkRopeHeadDim: 4,
+      vHeadDim: 4})).toThrowError(/kvParams.headDim: expected kvLoraRank \+ qkRopeHeadDim = 12, got 13/);
+    const layer = make();
+    const cache = new PagedKVCache(layer.kvParams, {totalNumPages: 8});
+    cache.claim(0);
+    const collection = cache.fetch([0], [2]);
+    const x = tf.zeros([2, 8]) as tf.Tensor2D;
+    expect(() => layer.forward(x, {kvCollection: collection, inputRowOffsets: [0, 2]}))
+        .toThrowError(/weights of layer .* are not loaded: call loadStateDict/);
+    loadRandomWeights(layer, 2);
+    const bad = tf.zeros([2, 7]) as tf.Tensor2D;
+    expect(() => layer.forward(bad, {kvCollection: collection, inputRowOffsets: [0, 2]}))
+        .toThrowError('forward x: expected shape [T, 8], got [2, 7]');
+    expect(() => layer.forward(x, {kvCollection: collection, inputRowOffsets: [1, 2]}))
+        .toThrowError('inputRowOffsets[0]: expected 0, got 1');
+    expect(() => layer.forward(x, {kvCollection: collection, inputRowOffsets: [0, 1, 2]}))
+        .toThrowError(/inputRowOffsets: expected 2 entries \(batch of 1 \+ 1\), got 3/);
+    expect(() => layer.forward(x, {kvCollection: collection, inputRowOffsets: [0, 2], layerIdx: 1}))
+        .toThrowError(/forward layerIdx: expected an integer in \[0, 0\], got 1/);
+    const weights = layer.stateDict();
+    const wrong = {...weights, 'o_proj.weight': tf.zeros([8, 9])};
+    expect(() => layer.loadStateDict(wrong))
+        .toThrowError("loadStateDict: weight 'o_proj.weight' has shape [8, 9], expected [8, 8]");
+    const {['kv_b_proj.weight']: _dropped, ...missing} = weights;
+    void _dropped;
+    expect(() => layer.loadStateDict(missing)).toThrowError(/missing weight 'kv_b_proj.weight' of shape \[16, 8\]/);
+    expect(() => layer.loadStateDict({...weights, extra: tf.zeros([1])})).toThrowError(/unexpected weight 'extra'/);
+    // Past the rope table: 2 + 7 positions > maxSeqLen 8.
+    layer.forward(x, {kvCollection: collection, inputRowOffsets: [0, 2]}).dispose();
+    cache.step([0], [2]);
+    const long = tf.zeros([7, 8]) as tf.Tensor2D;
+    const next = cache.fetch([0], [7]);
+    expect(() => layer.forward(long, {kvCollection: next, inputRowOffsets: [0, 7]}))
+        .toThrowError(/sequence 0 would reach position 8, past the rope's maxSeqLen 8/);
+    // A collection from before a step is stale.
+    expect(() => layer.forward(x, {kvCollection: collection, inputRowOffsets: [0, 2]}))
+        .toThrowError(/stale for sequence 0: fetched at length 0, the cache now has 2 tokens/);
+    [x, bad, long, wrong['o_proj.weight'], ...Object.values(weights)].forEach((t) => t.dispose());
+    cache.dispose();
+    layer.dispose();
+  });
+});
