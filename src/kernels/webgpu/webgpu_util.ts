@@ -1,0 +1,67 @@
+/**
+ * Small helpers shared by this package's webgpu programs. Only the public surface of
+ * @tensorflow/tfjs-backend-webgpu 4.22 is used (its deep-path helpers do not load in Node ESM),
+ * and only as types, so this package does not need the webgpu backend at run time.
+ */
+import type {TensorInfo} from '@tensorflow/tfjs-core';
+import type {WebGPUBackend, WebGPUProgram} from '@tensorflow/tfjs-backend-webgpu';
+
+export type {WebGPUBackend, WebGPUProgram};
+
+/** One programDefinedUniform entry of `runWebGPUProgram` (not exported by tfjs 4.22). */
+export interface ProgramUniformEntry {
+  type: 'int32'|'uint32'|'float32';
+  data: number[];
+}
+export type ProgramUniforms = ProgramUniformEntry[];
+
+/**
+ * The entry-point header tfjs expects after the user code (its `getMainHeaderString`):
+ * `fn main(index : i32)` for a dispatch layout with only x dims, `fn main()` otherwise.
+ */
+export function mainHeader(indexName?: string): string {
+  return indexName === undefined ? 'fn main()' : `fn main(${indexName} : i32)`;
+}
+
+/** A dispatch layout over all output dims in x, so the shader gets `main(index)`. */
+export function flatLayout(rank: number): {x: number[]} {
+  return {x: Array.from({length: rank}, (_, i) => i)};
+}
+
+/**
+ * WGSL: the linear index of this workgroup, also after tfjs folded a dispatch wider than
+ * maxComputeWorkgroupsPerDimension into y and z (the `workgroupId`/`numWorkgroups` privates
+ * come from tfjs's prelude).
+ */
+export const WORKGROUP_INDEX_WGSL =
+    'i32(workgroupId.z * numWorkgroups.x * numWorkgroups.y + ' +
+    'workgroupId.y * numWorkgroups.x + workgroupId.x)';
+
+/** Workgroup limits of the backend's device (WebGPU defaults where a limit is unavailable). */
+export function deviceLimits(backend: WebGPUBackend):
+    {invocations: number, storageBytes: number, sizeX: number} {
+  const limits = (backend as unknown as {device?: {limits?: Record<string, number>}})
+                     .device?.limits ?? {};
+  return {
+    invocations: limits.maxComputeInvocationsPerWorkgroup ?? 256,
+    storageBytes: limits.maxComputeWorkgroupStorageSize ?? 16384,
+    sizeX: limits.maxComputeWorkgroupSizeX ?? 256,
+  };
+}
+
+/** A WGSL f32 literal of a JS number (always with a decimal point or exponent). */
+export function f32Literal(x: number): string {
+  if (!Number.isFinite(x)) throw new Error(`f32Literal: ${x} is not finite`);
+  const s = String(Math.fround(x));
+  return /[.e]/.test(s) ? s : `${s}.0`;
+}
+
+/**
+ * After a program wrote into an existing tensor in place (`runWebGPUProgram(..., output)`),
+ * drops the values the backend may have cached on the CPU by an earlier `data()`, so the next
+ * read sees the GPU buffer instead of stale values.
+ */
+export function invalidateCpuCopy(backend: WebGPUBackend, info: TensorInfo): void {
+  const data = backend.tensorMap.get(info.dataId) as {values?: unknown, resource?: unknown};
+  if (data !== undefined && data.resource != null) data.values = null;
+}
