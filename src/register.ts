@@ -2,13 +2,15 @@ import * as tf from '@tensorflow/tfjs-core';
 import {fusedRopeCpuConfig} from './kernels/cpu/FusedRope.js';
 import {mlaDecodeCpuConfig} from './kernels/cpu/MLADecode.js';
 import {mlaPrefillCpuConfig} from './kernels/cpu/MLAPrefill.js';
+import {mlaPrefillGradConfig} from './kernels/gradients.js';
 import {webgpuKernelConfigs} from './kernels/webgpu/index.js';
 
 const cpuKernelConfigs: tf.KernelConfig[] =
     [fusedRopeCpuConfig, mlaPrefillCpuConfig, mlaDecodeCpuConfig];
 
 /**
- * Registers MLAPrefill, MLADecode and FusedRope for 'cpu' and 'webgpu'. Idempotent:
+ * Registers MLAPrefill, MLADecode and FusedRope for 'cpu' and 'webgpu', and the gradient of
+ * MLAPrefill (the kernel of the layer's no-cache path). Idempotent:
  * a kernel already registered under its name and backend is left as it is.
  * Importing the package root calls it.
  */
@@ -17,6 +19,9 @@ export function registerMLAKernels(): void {
     if (tf.getKernel(config.kernelName, config.backendName) === undefined) {
       tf.registerKernel(config);
     }
+  }
+  if (tf.getGradient(mlaPrefillGradConfig.kernelName) === undefined) {
+    tf.registerGradient(mlaPrefillGradConfig);
   }
 }
 

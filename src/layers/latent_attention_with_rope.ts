@@ -1,11 +1,12 @@
 import * as tf from '@tensorflow/tfjs-core';
 import {initializers, layers, LayerVariable} from '@tensorflow/tfjs-layers';
 import {KVCacheParams} from '../cache/kv_cache_params.js';
-import {KVCollection, PagedKVCache} from '../cache/paged_kv_cache.js';
+import {KVCollection} from '../cache/paged_kv_cache.js';
 import {checkInteger} from '../ops/check.js';
 import {fusedRope, mergeAttentionPartials, mlaDecode, mlaPrefill} from '../ops/mla_ops.js';
 import {RotaryEmbedding, ropeFromConfig} from '../rope/rotary_embedding.js';
-import {MLAPrefillMetadata, planPrefillChunks, prefillChunks} from './prefill_metadata.js';
+import {applyRope, rmsNorm} from '../ops/differentiable.js';
+import {MLAPrefillMetadata, planPrefillChunks, PrefillChunk, prefillChunks} from './prefill_metadata.js';
 import {DeviceRef, ShardingStrategy} from './sharding.js';
 import '../register.js';
 
@@ -211,12 +212,28 @@ export class LatentAttentionWithRope extends layers.Layer {
     void inputShape;
     if (this.built) return;
     this.assertLive();
+    // Weight names are '<layer name>/<HF name>' whether tfjs builds the layer (inside its name
+    // scope, in apply) or loadStateDict does (outside any scope): unique across layers, stable
+    // for save/load.
+    const scopePrefix = this.currentNameScopePrefix();
+    const namePrefix = scopePrefix.endsWith(`${this.name}/`) ? '' : `${this.name}/`;
     for (const [name, shape] of this.expectedWeightShapes()) {
       const initializer = name.endsWith('layernorm.weight') ? initializers.ones() :
                                                              initializers.randomNormal({stddev: 0.02});
-      this.weightVars.set(name, this.addWeight(name, shape, 'float32', initializer));
+      this.weightVars.set(name, this.addWeight(namePrefix + name, shape, 'float32', initializer));
     }
     this.built = true;
+  }
+
+  /** The tfjs-layers name scope in effect (not exported by tfjs-layers, so read off a probe). */
+  private currentNameScopePrefix(): string {
+    const probeName = 'tfjs_mla_scope_probe';
+    const init = tf.scalar(0);
+    const probe = new LayerVariable(init, 'float32', probeName, false);
+    const prefix = probe.originalName.slice(0, probe.originalName.length - probeName.length);
+    probe.dispose();
+    init.dispose();
+    return prefix;
   }
 
   /**
@@ -451,7 +468,9 @@ export class LatentAttentionWithRope extends layers.Layer {
                                {eps: this.rmsNormEps, interleaved: this.rope.interleaved});
       const attention = metadata === null ?
           this.absorbedAttention(qRoped, cache, lookup, tokenInfo, collection.maxContextLength) :
-          this.decompressedAttention(qRoped, cache, lookup, tokenInfo, metadata, collection);
+          this.decompressedAttention(qRoped, cache, lookup, tokenInfo, prefillChunks(
+              metadata, collection.cacheLengths.map((c, b) => c + collection.numNewTokens[b]),
+              (b, k) => collection.slotOf(b, k)));
       return tf.matMul(attention, this.weight('o_proj.weight'), false, true) as tf.Tensor2D;
     });
   }
@@ -464,8 +483,7 @@ export class LatentAttentionWithRope extends layers.Layer {
       q = tf.matMul(input, this.weight('q_proj.weight'), false, true);
     } else {
       const qA = tf.matMul(input, this.weight('q_a_proj.weight'), false, true);
-      const inverseRms = tf.rsqrt(tf.add(tf.mean(tf.square(qA), -1, true), this.rmsNormEps));
-      const normed = tf.mul(tf.mul(qA, inverseRms), this.weight('q_a_layernorm.weight'));
+      const normed = rmsNorm(qA, this.weight('q_a_layernorm.weight'), this.rmsNormEps);
       q = tf.matMul(normed, this.weight('q_b_proj.weight'), false, true);
     }
     return tf.reshape(q, [x.shape[0], this.numAttentionHeads, this.qkNopeHeadDim + this.qkRopeHeadDim]);
@@ -488,16 +506,16 @@ export class LatentAttentionWithRope extends layers.Layer {
   /**
    * The prefill path: per chunk of at most bufferSize context rows, gather the latent rows,
    * decompress them with kv_b_proj into K_nope | V, run MLAPrefill, and merge the chunks'
-   * partial softmax results by log-sum-exp.
+   * partial softmax results by log-sum-exp. Differentiable (MLAPrefill has a gradient), so
+   * the no-cache path uses it too, with a dense `cache`.
    */
   private decompressedAttention(qRoped: tf.Tensor3D, cache: tf.Tensor3D, lookup: tf.Tensor2D,
-                                tokenInfo: tf.Tensor2D, metadata: MLAPrefillMetadata,
-                                collection: KVCollection): tf.Tensor2D {
+                                tokenInfo: tf.Tensor2D, chunks: PrefillChunk[]): tf.Tensor2D {
     const [numTokens, numHeads] = qRoped.shape;
     const rowWidth = this.kvLoraRank + this.qkRopeHeadDim;
     const cacheRows = tf.reshape(cache, [-1, rowWidth]);
     let merged: tf.Tensor3D|null = null;
-    for (const chunk of prefillChunks(metadata, collection)) {
+    for (const chunk of chunks) {
       // Each chunk is freed before the next, so memory stays bounded by bufferSize rows.
       const part = tf.tidy(() => {
         const slots = tf.tensor1d(chunk.slots, 'int32');
@@ -505,7 +523,7 @@ export class LatentAttentionWithRope extends layers.Layer {
         const kvBuffer = tf.reshape(
             tf.matMul(latent, this.weight('kv_b_proj.weight'), false, true),
             [chunk.slots.length, numHeads, this.qkNopeHeadDim + this.vHeadDim]) as tf.Tensor3D;
-        const chunkInfo = tf.tensor2d(chunk.chunkInfo, [collection.batchSize, 3], 'int32');
+        const chunkInfo = tf.tensor2d(chunk.chunkInfo, [lookup.shape[0], 3], 'int32');
         return mlaPrefill(qRoped, kvBuffer, cache, lookup, tokenInfo, chunkInfo,
                           {scale: this.scale, qkNopeHeadDim: this.qkNopeHeadDim});
       });
@@ -533,8 +551,10 @@ export class LatentAttentionWithRope extends layers.Layer {
   }
 
   /**
-   * Causal attention over x [batch, seq, hidden] (or [seq, hidden]) with no cache: a scratch
-   * cache holds each row's context for the call and is freed before returning.
+   * Causal attention over x [batch, seq, hidden] (or [seq, hidden]) with no cache. Built from
+   * differentiable pieces (tfjs ops and MLAPrefill, which has a gradient), so tf.grads and
+   * model.fit work through it: the latent rows [RMSNorm(c_kv) | rope(k_pe)] of each sequence
+   * form a dense cache [batch, seq, L + R], one page per sequence.
    */
   private attendWithoutCache(x: tf.Tensor): tf.Tensor {
     this.assertWeightsReady('apply');
@@ -547,22 +567,34 @@ export class LatentAttentionWithRope extends layers.Layer {
     if (seqLen > this.rope.maxSeqLen) {
       throw new Error(`apply x: sequence length ${seqLen} exceeds the rope's maxSeqLen ${this.rope.maxSeqLen}`);
     }
-    const scratch = new PagedKVCache(
-        new KVCacheParams({headDim: this.kvLoraRank + this.qkRopeHeadDim, pageSize: seqLen}),
-        {totalNumPages: batch});
-    try {
-      const seqIds = Array.from({length: batch}, (_, b) => b);
-      seqIds.forEach((id) => scratch.claim(id));
-      const counts = seqIds.map(() => seqLen);
-      const collection = scratch.fetch(seqIds, counts);
-      const offsets = seqIds.map((b) => b * seqLen).concat([batch * seqLen]);
-      return tf.tidy(() => {
-        const flat = tf.reshape(x, [batch * seqLen, this.hiddenSize]) as tf.Tensor2D;
-        return tf.reshape(this.forward(flat, {kvCollection: collection, inputRowOffsets: offsets}), x.shape);
-      });
-    } finally {
-      scratch.dispose();
+    const numTokens = batch * seqLen;
+    const slotOf = (b: number, k: number) => b * seqLen + k;
+    const tokenInfo = new Int32Array(numTokens * 3);
+    for (let b = 0; b < batch; b++) {
+      for (let k = 0; k < seqLen; k++) tokenInfo.set([b, k, slotOf(b, k)], slotOf(b, k) * 3);
     }
+    const contexts = new Array<number>(batch).fill(seqLen);
+    const chunks = prefillChunks(planPrefillChunks(contexts, seqLen, this.bufferSize), contexts, slotOf);
+    return tf.tidy(() => {
+      const flat = tf.reshape(tf.cast(x, 'float32'), [numTokens, this.hiddenSize]) as tf.Tensor2D;
+      const positions = tf.tensor1d(Array.from({length: numTokens}, (_, t) => t % seqLen), 'int32');
+      const q = this.projectQueries(flat);
+      const [qNope, qRope] = tf.split(q, [this.qkNopeHeadDim, this.qkRopeHeadDim], 2);
+      const qRoped = tf.concat(
+          [qNope, applyRope(qRope, this.rope.freqsCis, positions, this.rope.interleaved)], 2) as tf.Tensor3D;
+      const kv = tf.matMul(flat, this.weight('kv_a_proj_with_mqa.weight'), false, true);
+      const [latent, kPe] = tf.split(kv, [this.kvLoraRank, this.qkRopeHeadDim], 1);
+      const rows = tf.concat([
+        rmsNorm(latent, this.weight('kv_a_layernorm.weight'), this.rmsNormEps),
+        applyRope(kPe, this.rope.freqsCis, positions, this.rope.interleaved),
+      ], 1);
+      const denseCache = tf.reshape(rows, [batch, seqLen, this.kvLoraRank + this.qkRopeHeadDim]) as tf.Tensor3D;
+      const lookup = tf.tensor2d(Array.from({length: batch}, (_, b) => b), [batch, 1], 'int32');
+      const attention = this.decompressedAttention(
+          qRoped, denseCache, lookup, tf.tensor2d(tokenInfo, [numTokens, 3], 'int32'), chunks);
+      const y = tf.matMul(attention, this.weight('o_proj.weight'), false, true);
+      return tf.reshape(y, x.shape);
+    });
   }
 
   override computeOutputShape(inputShape: (number|null)[]|(number|null)[][]): (number|null)[]|(number|null)[][] {

@@ -1,5 +1,3 @@
-import type {KVCollection} from '../cache/paged_kv_cache.js';
-
 /**
  * How each sequence's whole context (cached + new tokens, rounded up to the page size) is laid
  * into decompression buffers of `bufferSize` rows, as MAX's `create_mla_prefill_metadata`.
@@ -57,11 +55,14 @@ export interface PrefillChunk {
   chunkInfo: Int32Array;
 }
 
-/** Turns the plan into the chunks the layer runs; chunks with no real token are dropped. */
-export function prefillChunks(
-    metadata: MLAPrefillMetadata, collection: KVCollection): PrefillChunk[] {
-  const numSeqs = collection.batchSize;
-  const contexts = collection.cacheLengths.map((c, b) => c + collection.numNewTokens[b]);
+/**
+ * Turns the plan into the chunks the layer runs; chunks with no real token are dropped.
+ * `contexts[b]` is the context length (cached + new) of batch row b, `slotOf(b, k)` the flat
+ * cache row of its token k.
+ */
+export function prefillChunks(metadata: MLAPrefillMetadata, contexts: readonly number[],
+                              slotOf: (b: number, k: number) => number): PrefillChunk[] {
+  const numSeqs = contexts.length;
   const chunks: PrefillChunk[] = [];
   metadata.bufferLengths.forEach((length, c) => {
     if (length <= 0) return;
@@ -72,7 +73,7 @@ export function prefillChunks(
       const firstToken = metadata.cacheOffsets[c][b];
       const numRows = clamp(contexts[b] - firstToken, 0, rowsInChunk);
       chunkInfo.set([slots.length, firstToken, numRows], b * 3);
-      for (let j = 0; j < numRows; j++) slots.push(collection.slotOf(b, firstToken + j));
+      for (let j = 0; j < numRows; j++) slots.push(slotOf(b, firstToken + j));
     }
     if (slots.length > 0) chunks.push({slots, chunkInfo});
   });

@@ -75,23 +75,28 @@ export const mlaPrefill = tf.op({mlaPrefill_});
 
 /**
  * Merges two MLAPrefill partial results [T, H, V + 1] (normalized output | log-sum-exp) over
- * disjoint key sets into one, by log-sum-exp weighting. Either side may have seen no key
- * (log-sum-exp −Infinity); then the other is returned.
+ * disjoint key sets into one, by log-sum-exp weighting. A side that saw no key (log-sum-exp
+ * −Infinity) gets weight 0; if neither saw one, the output is 0 with a log-sum-exp of about
+ * −1e30. Plain differentiable ops with no comparison on the gradient path (tfjs has no
+ * gradient for those), so the layer's no-cache path trains through it.
  */
 export function mergeAttentionPartials(a: tf.Tensor3D, b: tf.Tensor3D): tf.Tensor3D {
   return tf.tidy(() => {
     const vHeadDim = a.shape[2] - 1;
-    const [outA, lseA] = tf.split(a, [vHeadDim, 1], 2);
-    const [outB, lseB] = tf.split(b, [vHeadDim, 1], 2);
-    const lseMax = tf.maximum(lseA, lseB);
-    // Where neither side saw a key, use 0 as the reference so no −∞ − −∞ appears.
-    const reference = tf.where(tf.isFinite(lseMax), lseMax, tf.zerosLike(lseMax));
+    const [outA, rawLseA] = tf.split(a, [vHeadDim, 1], 2);
+    const [outB, rawLseB] = tf.split(b, [vHeadDim, 1], 2);
+    // Clamped, so an empty side never makes −∞ − (−∞).
+    const lseA = tf.maximum(rawLseA, EMPTY_LOG_SUM_EXP);
+    const lseB = tf.maximum(rawLseB, EMPTY_LOG_SUM_EXP);
+    const reference = tf.maximum(lseA, lseB);
     const weightA = tf.exp(tf.sub(lseA, reference));
     const weightB = tf.exp(tf.sub(lseB, reference));
-    const total = tf.add(weightA, weightB);
-    const safeTotal = tf.where(tf.greater(total, 0), total, tf.onesLike(total));
-    const out = tf.div(tf.add(tf.mul(outA, weightA), tf.mul(outB, weightB)), safeTotal);
+    const total = tf.add(weightA, weightB);  // ≥ 1: the larger side has weight 1
+    const out = tf.div(tf.add(tf.mul(outA, weightA), tf.mul(outB, weightB)), total);
     const lse = tf.add(reference, tf.log(total));
     return tf.concat([out, lse], 2) as tf.Tensor3D;
   });
 }
+
+/** The log-sum-exp an empty partial result is clamped to when merging. */
+const EMPTY_LOG_SUM_EXP = -1e30;
