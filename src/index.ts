@@ -7,3 +7,5 @@ export * from './cache/paged_kv_cache.js';
 export * from './layers/latent_attention_with_rope.js';
 export * from './layers/prefill_metadata.js';
 export * from './layers/sharding.js';
+export * from './io/safetensors.js';
+export * from './config/hf_config.js';
