@@ -21,17 +21,20 @@ export class KVCollection {
   readonly cacheLengths: readonly number[];
   /** Page table per batch row, covering cached + new tokens. */
   readonly lookupTable: ReadonlyArray<readonly number[]>;
+  /** Pages this fetch took from the free list, per batch row (returned by `cache.rollback`). */
+  readonly reservedPages: ReadonlyArray<readonly number[]>;
   readonly params: KVCacheParams;
   readonly cache: PagedKVCache;
 
   constructor(cache: PagedKVCache, seqIds: number[], numNewTokens: number[],
-              cacheLengths: number[], lookupTable: number[][]) {
+              cacheLengths: number[], lookupTable: number[][], reservedPages: number[][]) {
     this.cache = cache;
     this.params = cache.params;
     this.seqIds = Object.freeze([...seqIds]);
     this.numNewTokens = Object.freeze([...numNewTokens]);
     this.cacheLengths = Object.freeze([...cacheLengths]);
     this.lookupTable = Object.freeze(lookupTable.map((row) => Object.freeze([...row])));
+    this.reservedPages = Object.freeze(reservedPages.map((row) => Object.freeze([...row])));
   }
 
   get batchSize(): number {
@@ -85,17 +88,25 @@ export class PagedKVCache {
   private readonly sequences = new Map<number, SequenceState>();
   private disposed = false;
 
-  constructor(params: KVCacheParams, options: {totalNumPages: number}) {
+  /**
+   * `fillValue` (default 0) is what every row holds before a token is written into it: NaN
+   * makes any read outside a sequence's context show up in the results (a debugging aid).
+   */
+  constructor(params: KVCacheParams, options: {totalNumPages: number, fillValue?: number}) {
     if (!(params instanceof KVCacheParams)) {
       throw new Error('PagedKVCache params: expected a KVCacheParams, got ' + typeof params);
     }
     checkInteger('PagedKVCache totalNumPages', options?.totalNumPages, 1);
+    const fillValue = options.fillValue ?? 0;
+    if (typeof fillValue !== 'number') {
+      throw new Error(`PagedKVCache fillValue: expected a number, got ${typeof fillValue}`);
+    }
     this.params = params;
     this.totalNumPages = options.totalNumPages;
     this.storages = [];
     for (let layer = 0; layer < params.numLayers; layer++) {
-      this.storages.push(tf.keep(tf.zeros(
-          [this.totalNumPages, params.pageSize, params.rowWidth], 'float32') as tf.Tensor3D));
+      this.storages.push(tf.keep(tf.fill(
+          [this.totalNumPages, params.pageSize, params.rowWidth], fillValue, 'float32') as tf.Tensor3D));
     }
     // Lowest page first, so a fresh cache fills pages in order.
     this.freePages = [];
@@ -158,13 +169,40 @@ export class PagedKVCache {
                       `${totalNeeded} new pages of ${pageSize} tokens, ${this.freePages.length} ` +
                       `are free (totalNumPages ${this.totalNumPages})`);
     }
-    seqIds.forEach((seqId, b) => {
+    const reservedPages = seqIds.map((seqId, b) => {
       const state = this.sequences.get(seqId)!;
-      for (let i = 0; i < pagesNeeded[b]; i++) state.pages.push(this.freePages.pop()!);
+      const taken: number[] = [];
+      for (let i = 0; i < pagesNeeded[b]; i++) taken.push(this.freePages.pop()!);
+      state.pages.push(...taken);
+      return taken;
     });
     const cacheLengths = seqIds.map((seqId) => this.sequences.get(seqId)!.length);
     const lookupTable = seqIds.map((seqId) => [...this.sequences.get(seqId)!.pages]);
-    return new KVCollection(this, seqIds, numNewTokens, cacheLengths, lookupTable);
+    return new KVCollection(this, seqIds, numNewTokens, cacheLengths, lookupTable, reservedPages);
+  }
+
+  /**
+   * Undoes a fetch whose step failed: the pages it reserved go back to the free list, so the
+   * cache (lengths, pages, committed rows) is as before the fetch. Pages that meanwhile hold
+   * committed tokens are kept. The collection must not be used afterwards: fetch again.
+   */
+  rollback(collection: KVCollection): void {
+    this.assertLive();
+    if (!(collection instanceof KVCollection) || collection.cache !== this) {
+      throw new Error('rollback collection: expected a KVCollection fetched from this cache');
+    }
+    collection.seqIds.forEach((seqId, b) => {
+      const state = this.sequences.get(seqId);
+      const reserved = collection.reservedPages[b];
+      if (state === undefined || reserved.length === 0) return;
+      const committedPages = Math.ceil(state.length / this.params.pageSize);
+      // Only the reserved pages still at the tail of the sequence and past its committed rows.
+      const tail = state.pages.slice(state.pages.length - reserved.length);
+      const stillTail = tail.every((page, i) => page === reserved[i]);
+      if (!stillTail || state.pages.length - reserved.length < committedPages) return;
+      state.pages.length -= reserved.length;
+      for (let i = reserved.length - 1; i >= 0; i--) this.freePages.push(reserved[i]);
+    });
   }
 
   /** Commits this step's tokens: each sequence's length advances by its new-token count. */

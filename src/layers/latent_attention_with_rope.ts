@@ -438,6 +438,19 @@ export class LatentAttentionWithRope extends layers.Layer {
    * result is [T, hidden]. Call `cache.step` afterwards to commit the tokens.
    */
   forward(x: tf.Tensor2D, options: ForwardOptions): tf.Tensor2D {
+    try {
+      return this.runStep(x, options);
+    } catch (error) {
+      // A failed step leaves the cache as before its fetch: the reserved pages go back.
+      const collection = options?.kvCollection;
+      if (collection instanceof KVCollection && !collection.cache.isDisposed) {
+        collection.cache.rollback(collection);
+      }
+      throw error;
+    }
+  }
+
+  private runStep(x: tf.Tensor2D, options: ForwardOptions): tf.Tensor2D {
     this.assertWeightsReady('forward');
     if (!(x instanceof tf.Tensor) || x.rank !== 2 || x.shape[1] !== this.hiddenSize) {
       const got = x instanceof tf.Tensor ? showShape(x.shape) : typeof x;
@@ -622,6 +635,11 @@ export class LatentAttentionWithRope extends layers.Layer {
         throw new Error(`kvCollection: stale for sequence ${seqId}: fetched at length ` +
                         `${collection.cacheLengths[b]}, the cache now has ${committed} tokens ` +
                         `(fetch again after each step)`);
+      }
+      const pages = collection.cache.pagesOf(seqId);
+      if (!collection.lookupTable[b].every((page, i) => pages[i] === page)) {
+        throw new Error(`kvCollection: stale for sequence ${seqId}: its pages changed since the ` +
+                        `fetch (rolled back after a failed step?); fetch again`);
       }
     });
   }
