@@ -1,5 +1,6 @@
 import type {KernelConfig} from '@tensorflow/tfjs-core';
 import {fusedRopeWebGPUConfig} from './FusedRope.js';
+import {mlaPrefillWebGPUConfig} from './MLAPrefill.js';
 
 /** The webgpu kernels (same names and contracts as the cpu ones). */
-export const webgpuKernelConfigs: KernelConfig[] = [fusedRopeWebGPUConfig];
+export const webgpuKernelConfigs: KernelConfig[] = [fusedRopeWebGPUConfig, mlaPrefillWebGPUConfig];

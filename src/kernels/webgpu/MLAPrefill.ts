@@ -1,0 +1,46 @@
+import type {KernelConfig, KernelFunc, NamedAttrMap, TensorInfo} from '@tensorflow/tfjs-core';
+import type {WebGPUBackend} from '@tensorflow/tfjs-backend-webgpu';
+import {MLA_PREFILL, MLAPrefillAttrs} from '../kernel_names.js';
+import {chooseMLAPrefillTiling, MLAPrefillProgram} from './mla_prefill_webgpu.js';
+
+/** Workgroup memory the kernel plans for, whatever more the device allows (SwiftShader's plain limit). */
+const WORKGROUP_BYTES = 16384;
+/** Invocations per workgroup the kernel plans for at most. */
+const MAX_INVOCATIONS = 256;
+
+/**
+ * MLAPrefill on webgpu: one flash-attention dispatch (see mla_prefill_webgpu.ts), same contract
+ * as the cpu reference kernel (../kernel_names.ts). Nothing is read back and no intermediate
+ * tensor is made.
+ */
+export function mlaPrefillWebGPU(args: {
+  inputs: {q: TensorInfo, kvBuffer: TensorInfo, cache: TensorInfo, lookup: TensorInfo,
+           tokenInfo: TensorInfo, chunkInfo: TensorInfo},
+  backend: WebGPUBackend,
+  attrs: MLAPrefillAttrs & NamedAttrMap,
+}): TensorInfo {
+  const {inputs, backend, attrs} = args;
+  const {q, kvBuffer, cache, lookup, tokenInfo, chunkInfo} = inputs;
+  const [numTokens, numHeads, qHeadDim] = q.shape;
+  const nopeDim = attrs.qkNopeHeadDim;
+  const ropeDim = qHeadDim - nopeDim;
+  const vDim = kvBuffer.shape[2] - nopeDim;
+  const kvLoraRank = cache.shape[2] - ropeDim;
+  const dims = {numHeads, nopeDim, ropeDim, vDim, kvLoraRank};
+
+  const limits = backend.device.limits;
+  const tiling = chooseMLAPrefillTiling(
+      dims, Math.min(WORKGROUP_BYTES, limits.maxComputeWorkgroupStorageSize),
+      Math.min(MAX_INVOCATIONS, limits.maxComputeInvocationsPerWorkgroup,
+               limits.maxComputeWorkgroupSizeX));
+  const program = new MLAPrefillProgram(numTokens, dims, tiling);
+  return backend.runWebGPUProgram(
+      program, [q, kvBuffer, cache, lookup, tokenInfo, chunkInfo], 'float32',
+      [{type: 'float32', data: [attrs.scale]}]);
+}
+
+export const mlaPrefillWebGPUConfig: KernelConfig = {
+  kernelName: MLA_PREFILL,
+  backendName: 'webgpu',
+  kernelFunc: mlaPrefillWebGPU as unknown as KernelFunc,
+};

@@ -1,0 +1,292 @@
+import type {WebGPUProgram} from '@tensorflow/tfjs-backend-webgpu';
+
+/**
+ * The WebGPU program of MLAPrefill (contract in ../kernel_names.ts): flash attention over one
+ * chunk of decompressed context, with an online softmax and a log-sum-exp column.
+ *
+ * Work split. A workgroup owns one head and a block of `queriesPerThread · threads`
+ * consecutive token rows; invocation `i` owns the `queriesPerThread` consecutive rows starting
+ * at `i · queriesPerThread`. Each query row keeps its scaled q (K_nope | k_rope part), its
+ * output accumulator, running max and running sum in registers for the whole kernel; the WGSL
+ * is generated fully unrolled over the head dims so every q and accumulator component is a
+ * named value (no dynamically indexed private arrays).
+ *
+ * Key loop. The workgroup walks the distinct sequences of its rows one after the other
+ * (normally one; ragged batches give two at a block boundary; any order of `tokenInfo` works).
+ * For a sequence it stages tiles of `tileKeys` keys in workgroup memory — the K_nope rows of
+ * the head from kvBuffer and the k_rope columns of the keys' cache rows, found through the
+ * page table, side by side in `kTile`, the V rows in `vTile` — and every invocation scores its
+ * queries against the tile `keyGroup` keys at a time: one staged vec4 feeds
+ * `queriesPerThread` FMAs, the softmax rescale happens once per key group. A query sees the
+ * keys `j < clamp(p − firstToken + 1, 0, numRows)` of its own sequence's chunk; others are
+ * masked. Rows past the last key any query of the workgroup sees are staged as zeros, so
+ * nothing outside the chunk is ever read. Scores live only in registers.
+ *
+ * Scores are kept in the log2 domain (q is pre-multiplied by scale · log2 e; exp2 instead of
+ * exp); the log-sum-exp column is converted back to natural log on output.
+ */
+export interface MLAPrefillTiling {
+  /** query rows per invocation (each staged K/V vec4 is reused this many times) */
+  queriesPerThread: number;
+  /** invocations per workgroup */
+  threads: number;
+  /** keys staged per tile (a multiple of keyGroup) */
+  tileKeys: number;
+  /** keys per unrolled softmax step */
+  keyGroup: number;
+}
+
+export interface MLAPrefillDims {
+  numHeads: number;
+  /** N */
+  nopeDim: number;
+  /** R */
+  ropeDim: number;
+  /** V */
+  vDim: number;
+  /** L (k_rope starts at column L of a cache row) */
+  kvLoraRank: number;
+}
+
+const BYTES_PER_VEC4 = 16;
+/** Bytes of workgroup memory besides the tiles (the scheduling scalars), rounded up. */
+const SCALAR_BYTES = 64;
+
+/**
+ * Picks the tiling for the given dims within `workgroupBytes` of workgroup memory and
+ * `maxInvocations` invocations per workgroup.
+ */
+export function chooseMLAPrefillTiling(
+    dims: MLAPrefillDims, workgroupBytes: number, maxInvocations: number): MLAPrefillTiling {
+  const vec4sPerKey = Math.ceil(dims.nopeDim / 4) + Math.ceil(dims.ropeDim / 4) +
+      Math.ceil(dims.vDim / 4);
+  const bytesPerKey = vec4sPerKey * BYTES_PER_VEC4;
+  const keysThatFit = Math.floor((workgroupBytes - SCALAR_BYTES) / bytesPerKey);
+  if (keysThatFit < 1) {
+    throw new Error(`MLAPrefill webgpu: one key row (${bytesPerKey} bytes) does not fit in ` +
+                    `${workgroupBytes} bytes of workgroup memory`);
+  }
+  const keyGroup = Math.min(4, keysThatFit);
+  const tileKeys = Math.min(64, Math.floor(keysThatFit / keyGroup) * keyGroup);
+  const threads = Math.min(16, maxInvocations);
+  return {queriesPerThread: 4, threads, tileKeys, keyGroup};
+}
+
+export class MLAPrefillProgram implements WebGPUProgram {
+  outputShape: number[];
+  shaderKey: string;
+  dispatchLayout: {x: number[], y: number[]};
+  dispatch: [number, number, number];
+  workgroupSize: [number, number, number];
+  variableNames = ['Q', 'KV', 'cache', 'lookup', 'tokenInfo', 'chunkInfo'];
+  uniforms = 'scale : f32,';
+
+  private readonly dims: MLAPrefillDims;
+  private readonly tiling: MLAPrefillTiling;
+
+  constructor(numTokens: number, dims: MLAPrefillDims, tiling: MLAPrefillTiling) {
+    this.dims = dims;
+    this.tiling = tiling;
+    const {numHeads, nopeDim, ropeDim, vDim, kvLoraRank} = dims;
+    const {queriesPerThread, threads, tileKeys, keyGroup} = tiling;
+    if (tileKeys % keyGroup !== 0) {
+      throw new Error(`MLAPrefill webgpu: tileKeys ${tileKeys} is not a multiple of ${keyGroup}`);
+    }
+    this.outputShape = [numTokens, numHeads, vDim + 1];
+    this.dispatchLayout = {x: [0], y: [1]};
+    this.workgroupSize = [threads, 1, 1];
+    const rowsPerWorkgroup = queriesPerThread * threads;
+    this.dispatch = [Math.ceil(numTokens / rowsPerWorkgroup), numHeads, 1];
+    this.shaderKey = `mlaPrefill_${numHeads}_${nopeDim}_${ropeDim}_${vDim}_${kvLoraRank}_` +
+        `${queriesPerThread}_${threads}_${tileKeys}_${keyGroup}`;
+  }
+
+  getUserCode(): string {
+    const {numHeads: H, nopeDim: N, ropeDim: R, vDim: V, kvLoraRank: L} = this.dims;
+    const {queriesPerThread: RQ, threads: WG, tileKeys: BK, keyGroup: KU} = this.tiling;
+    const NW = Math.ceil(N / 4);
+    const RW = Math.ceil(R / 4);
+    const VW = Math.ceil(V / 4);
+    const KW = NW + RW;
+    const rowWidth = L + R;
+    const range = (n: number) => Array.from({length: n}, (_, i) => i);
+    const qs = range(RQ);
+    const us = range(KU);
+    const lines = (items: string[], indent = '  ') => items.map((s) => indent + s).join('\n');
+
+    // A vec4 of `buf[base + col .. base + col + 3]`, zero past column `width` (compile-time).
+    const load4 = (buf: string, base: string, col: number, width: number, scale = '') => {
+      const comps = range(4).map((k) => col + k < width ? `${buf}[${base} + ${col + k}]` : '0.0');
+      return `vec4<f32>(${comps.join(', ')})${scale}`;
+    };
+    // A vec4 of `buf[base + c4 * 4 ..]` with a run-time vec4 column c4, zero past `width`.
+    const load4Dyn = (buf: string, base: string, width: number) => {
+      if (width % 4 === 0) {
+        return `vec4<f32>(${range(4).map((k) => `${buf}[${base} + c4 * 4 + ${k}]`).join(', ')})`;
+      }
+      return `vec4<f32>(${range(4).map((k) =>
+          `select(0.0, ${buf}[min(${base} + c4 * 4 + ${k}, ${base} + ${width - 1})], ` +
+          `c4 * 4 + ${k} < ${width})`).join(', ')})`;
+    };
+
+    const queryInit = qs.map((i) => `
+  let t${i} = firstRow + ${i};
+  let ok${i} = t${i} < numTokens;
+  let tc${i} = min(t${i}, numTokens - 1);
+  let b${i} = select(-1, tokenInfo[tc${i} * 3], ok${i});
+  let chunk${i} = max(b${i}, 0) * 3;
+  let vis${i} = select(0, clamp(tokenInfo[tc${i} * 3 + 1] - chunkInfo[chunk${i} + 1] + 1, 0,
+                                 chunkInfo[chunk${i} + 2]), ok${i});
+  let qBase${i} = (tc${i} * ${H} + h) * ${N + R};
+${lines(range(NW).map((c) => `let q${i}_${c} = ${load4('Q', `qBase${i}`, 4 * c, N, ' * qScale')};`))}
+${lines(range(RW).map((c) => `let q${i}_${NW + c} = ${load4('Q', `qBase${i} + ${N}`, 4 * c, R, ' * qScale')};`))}
+${lines(range(VW).map((c) => `var o${i}_${c} = vec4<f32>(0.0);`))}
+  var m${i} = START_MAX;
+  var l${i} = 0.0;`).join('\n');
+
+    // One key group: scores of KU keys for the RQ queries, online softmax, P·V.
+    const scoreAccs = qs.flatMap((i) => us.map((u) => `var a${i}_${u} = vec4<f32>(0.0);`));
+    const scoreFmas = range(KW).flatMap((c) => us.flatMap((u) => [
+      `{ let k = kTile[kb + ${u * KW + c}];`,
+      ...qs.map((i) => `  a${i}_${u} = fma(q${i}_${c}, k, a${i}_${u});`),
+      '}',
+    ]));
+    const softmax = qs.flatMap((i) => [
+      ...us.map((u) => `let s${i}_${u} = select(MASKED, dot(a${i}_${u}, ONE), key0 + ${u} < lim${i});`),
+      `let mn${i} = max(m${i}, ${us.reduce((acc, u) => acc === '' ? `s${i}_${u}` : `max(${acc}, s${i}_${u})`, '')});`,
+      `let al${i} = exp2(m${i} - mn${i});`,
+      ...us.map((u) => `let p${i}_${u} = exp2(s${i}_${u} - mn${i});`),
+      `l${i} = l${i} * al${i} + ${us.map((u) => `p${i}_${u}`).join(' + ')};`,
+      `m${i} = mn${i};`,
+    ]);
+    const pv = range(VW).flatMap((c) => [
+      `{`,
+      ...us.map((u) => `  let v${u} = vTile[vb + ${u * VW + c}];`),
+      ...qs.map((i) => `  o${i}_${c} = ${us.reduce((acc, u) => `fma(vec4<f32>(p${i}_${u}), v${u}, ${acc})`, `o${i}_${c} * al${i}`)};`),
+      `}`,
+    ]);
+
+    const outputs = qs.map((i) => `
+  if (ok${i}) {
+    let outBase = (t${i} * ${H} + h) * ${V + 1};
+    if (vis${i} > 0) {
+      let inv = 1.0 / l${i};
+${lines(range(VW).flatMap((c) => range(4).filter((k) => 4 * c + k < V).map((k) =>
+        `result[outBase + ${4 * c + k}] = o${i}_${c}[${k}] * inv;`)), '      ')}
+      result[outBase + ${V}] = (m${i} + log2(l${i})) * LN2;
+    } else {
+      for (var e = 0; e < ${V}; e++) { result[outBase + e] = 0.0; }
+      result[outBase + ${V}] = -uniforms.INFINITY;
+    }
+  }`).join('\n');
+
+    const maxOf = (names: string[]) =>
+        names.reduce((acc, n) => acc === '' ? n : `max(${acc}, ${n})`, '');
+
+    return `
+const START_MAX : f32 = -1.0e30;
+const MASKED : f32 = -3.0e38;
+const NO_SEQUENCE : i32 = 0x7fffffff;
+const LN2 : f32 = 0.6931471805599453;
+const ONE : vec4<f32> = vec4<f32>(1.0);
+
+var<workgroup> kTile : array<vec4<f32>, ${BK * KW}>;
+var<workgroup> vTile : array<vec4<f32>, ${BK * VW}>;
+var<workgroup> nextSequence : atomic<i32>;
+var<workgroup> maxVisible : atomic<i32>;
+var<workgroup> sharedSequence : i32;
+var<workgroup> sharedVisible : i32;
+
+fn main() {
+  let lid = i32(localId.x);
+  let h = i32(workgroupId.y);
+  let firstRow = i32(workgroupId.x) * ${RQ * WG} + lid * ${RQ};
+  let numTokens = uniforms.qShape.x;
+  let pageSize = uniforms.cacheShape.y;
+  let maxPages = uniforms.lookupShape.y;
+  let qScale = uniforms.scale * 1.4426950408889634;
+${queryInit}
+
+  if (lid == 0) { atomicStore(&nextSequence, NO_SEQUENCE); }
+  workgroupBarrier();
+  var current = -1;
+  loop {
+    // The next sequence (in batch-row order) that one of the workgroup's rows sees keys of.
+    var candidate = NO_SEQUENCE;
+${lines(qs.map((i) => `if (vis${i} > 0 && b${i} > current) { candidate = min(candidate, b${i}); }`), '    ')}
+    atomicMin(&nextSequence, candidate);
+    workgroupBarrier();
+    if (lid == 0) {
+      sharedSequence = atomicLoad(&nextSequence);
+      atomicStore(&nextSequence, NO_SEQUENCE);
+    }
+    let seq = workgroupUniformLoad(&sharedSequence);
+    if (seq == NO_SEQUENCE) { break; }
+    current = seq;
+${lines(qs.map((i) => `let lim${i} = select(0, vis${i}, b${i} == seq);`), '    ')}
+    let myKeys = ${maxOf(qs.map((i) => `lim${i}`))};
+    atomicMax(&maxVisible, myKeys);
+    workgroupBarrier();
+    if (lid == 0) {
+      sharedVisible = atomicLoad(&maxVisible);
+      atomicStore(&maxVisible, 0);
+    }
+    let numKeys = workgroupUniformLoad(&sharedVisible);
+    let bufferStart = chunkInfo[seq * 3];
+    let firstToken = chunkInfo[seq * 3 + 1];
+    let lookupRow = seq * maxPages;
+
+    for (var kt = 0; kt < numKeys; kt += ${BK}) {
+      // Stage keys kt .. kt + ${BK} (zeros past numKeys).
+      for (var s = lid; s < ${BK * NW}; s += ${WG}) {
+        let j = s / ${NW};
+        let c4 = s % ${NW};
+        var val = vec4<f32>(0.0);
+        if (kt + j < numKeys) {
+          let base = ((bufferStart + kt + j) * ${H} + h) * ${N + V};
+          val = ${load4Dyn('KV', 'base', N)};
+        }
+        kTile[j * ${KW} + c4] = val;
+      }
+      for (var s = lid; s < ${BK * RW}; s += ${WG}) {
+        let j = s / ${RW};
+        let c4 = s % ${RW};
+        var val = vec4<f32>(0.0);
+        if (kt + j < numKeys) {
+          let token = firstToken + kt + j;
+          let row = lookup[lookupRow + token / pageSize] * pageSize + token % pageSize;
+          let base = row * ${rowWidth} + ${L};
+          val = ${load4Dyn('cache', 'base', R)};
+        }
+        kTile[j * ${KW} + ${NW} + c4] = val;
+      }
+      for (var s = lid; s < ${BK * VW}; s += ${WG}) {
+        let j = s / ${VW};
+        let c4 = s % ${VW};
+        var val = vec4<f32>(0.0);
+        if (kt + j < numKeys) {
+          let base = ((bufferStart + kt + j) * ${H} + h) * ${N + V} + ${N};
+          val = ${load4Dyn('KV', 'base', V)};
+        }
+        vTile[j * ${VW} + c4] = val;
+      }
+      workgroupBarrier();
+
+      let groupEnd = min(${BK}, myKeys - kt);
+      for (var g = 0; g < groupEnd; g += ${KU}) {
+        let kb = g * ${KW};
+        let vb = g * ${VW};
+        let key0 = kt + g;
+${lines(scoreAccs, '        ')}
+${lines(scoreFmas, '        ')}
+${lines(softmax, '        ')}
+${lines(pv, '        ')}
+      }
+      workgroupBarrier();
+    }
+  }
+${outputs}
+}
+`;
+  }
+}
