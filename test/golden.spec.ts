@@ -1,7 +1,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import {GraphMode, PagedKVCache} from '../src/index.js';
 import {describeEachBackend, expectClose, goldenTolerance} from './helpers/backends.js';
-import {GOLDEN_CASES, goldenLayer, ropeOf} from './helpers/mla_fixtures.js';
+import {expectGoldenSteps, GOLDEN_CASES, goldenLayer, ropeOf} from './helpers/mla_fixtures.js';
 
 const GRAPH_MODES: GraphMode[] = ['prefill', 'decode', 'auto'];
 const PAGE_SIZES = [1, 16, 128];
@@ -18,19 +18,7 @@ describeEachBackend('golden vectors', () => {
           const layer = goldenLayer(golden, rope, pageSize, {graphMode});
           expect(layer.scale).toBeCloseTo(golden.softmaxScale, 12);
           const cache = new PagedKVCache(layer.kvParams, {totalNumPages: Math.ceil(1024 / pageSize)});
-          for (const [i, step] of golden.steps.entries()) {
-            for (const seqId of step.seqIds) if (!cache.contains(seqId)) cache.claim(seqId);
-            expect(step.seqIds.map((id) => cache.cacheLength(id))).toEqual(step.cacheLengthsBefore);
-            const counts = step.seqIds.map((_, b) => step.inputRowOffsets[b + 1] - step.inputRowOffsets[b]);
-            const collection = cache.fetch(step.seqIds, counts);
-            const x = tf.tensor2d(step.x.data, step.x.shape as [number, number]);
-            const y = layer.forward(x, {kvCollection: collection, inputRowOffsets: step.inputRowOffsets});
-            cache.step(step.seqIds, counts);
-            expect(y.shape).toEqual(step.y.shape);
-            expectClose(await y.data(), step.y.data, goldenTolerance(step.y.data), `step ${i} y`);
-            x.dispose();
-            y.dispose();
-          }
+          await expectGoldenSteps(layer, golden, cache);
           const {kvLoraRank, qkRopeHeadDim} = golden.config;
           const width = kvLoraRank + qkRopeHeadDim;
           for (const [seqId, expected] of Object.entries(golden.finalCache)) {

@@ -1,7 +1,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import {DeepseekYarnRotaryEmbedding, fromHFConfig, KVCacheParams, LatentAttentionWithRope, PagedKVCache, RotaryEmbedding} from '../src/index.js';
-import {expectClose, goldenTolerance} from './helpers/backends.js';
-import {GOLDEN_CASES, GoldenCase, GoldenConfig, ropeOf, weightsOf} from './helpers/mla_fixtures.js';
+import {expectClose} from './helpers/backends.js';
+import {expectGoldenSteps, GOLDEN_CASES, GoldenCase, GoldenConfig, ropeOf, weightsOf} from './helpers/mla_fixtures.js';
 
 /** DeepSeek-V2-Lite's config.json (the attention part). */
 function v2LiteConfig(): Record<string, unknown> {
@@ -173,18 +173,7 @@ describe('fromHFConfig', () => {
 
 async function runGoldenSteps(layer: LatentAttentionWithRope, golden: GoldenCase): Promise<void> {
   const cache = new PagedKVCache(layer.kvParams, {totalNumPages: 64});
-  for (const [i, step] of golden.steps.entries()) {
-    for (const seqId of step.seqIds) if (!cache.contains(seqId)) cache.claim(seqId);
-    const counts = step.seqIds.map((_, b) => step.inputRowOffsets[b + 1] - step.inputRowOffsets[b]);
-    const collection = cache.fetch(step.seqIds, counts);
-    const x = tf.tensor2d(step.x.data, step.x.shape as [number, number]);
-    const y = layer.forward(x, {kvCollection: collection, inputRowOffsets: step.inputRowOffsets});
-    cache.step(step.seqIds, counts);
-    expect(y.shape).toEqual(step.y.shape);
-    expectClose(await y.data(), step.y.data, goldenTolerance(step.y.data), `${golden.name} step ${i} y`);
-    x.dispose();
-    y.dispose();
-  }
+  await expectGoldenSteps(layer, golden, cache);
   cache.dispose();
 }
 

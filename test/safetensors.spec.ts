@@ -1,7 +1,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import {bfloat16Bits, encodeSafetensors, float16Bits, LatentAttentionWithRope, loadSafetensors, PagedKVCache, parseSafetensorsHeader} from '../src/index.js';
-import {describeEachBackend, expectClose, goldenTolerance} from './helpers/backends.js';
-import {GOLDEN_CASES, layerArgsOf, ropeOf} from './helpers/mla_fixtures.js';
+import {describeEachBackend} from './helpers/backends.js';
+import {expectGoldenSteps, GOLDEN_CASES, layerArgsOf, ropeOf} from './helpers/mla_fixtures.js';
 
 /** A safetensors file from a header (an object, or raw JSON text) and a data block. */
 function rawFile(header: unknown, data: ArrayLike<number> = [], headerLength?: number): Uint8Array {
@@ -335,18 +335,7 @@ describeEachBackend('safetensors: golden layer from a file', () => {
     expect(layer.scale).toBeCloseTo(golden.softmaxScale, 12);
 
     const cache = new PagedKVCache(layer.kvParams, {totalNumPages: 64});
-    for (const [i, step] of golden.steps.entries()) {
-      for (const seqId of step.seqIds) if (!cache.contains(seqId)) cache.claim(seqId);
-      const counts = step.seqIds.map((_, b) => step.inputRowOffsets[b + 1] - step.inputRowOffsets[b]);
-      const collection = cache.fetch(step.seqIds, counts);
-      const x = tf.tensor2d(step.x.data, step.x.shape as [number, number]);
-      const y = layer.forward(x, {kvCollection: collection, inputRowOffsets: step.inputRowOffsets});
-      cache.step(step.seqIds, counts);
-      expect(y.shape).toEqual(step.y.shape);
-      expectClose(await y.data(), step.y.data, goldenTolerance(step.y.data), `step ${i} y`);
-      x.dispose();
-      y.dispose();
-    }
+    await expectGoldenSteps(layer, golden, cache);
     cache.dispose();
     layer.dispose();
     rope.dispose();

@@ -1,5 +1,6 @@
 import * as tf from '@tensorflow/tfjs-core';
-import {DeepseekYarnRotaryEmbedding, KVCacheParams, LatentAttentionWithRope, LatentAttentionWithRopeArgs, RotaryEmbedding} from '../../src/index.js';
+import {DeepseekYarnRotaryEmbedding, KVCacheParams, LatentAttentionWithRope, LatentAttentionWithRopeArgs, PagedKVCache, RotaryEmbedding} from '../../src/index.js';
+import {expectClose, goldenTolerance} from './backends.js';
 import smallRagged from '../fixtures/small_ragged.json';
 import tinyPlain from '../fixtures/tiny_plain.json';
 import tinyYarnQlora from '../fixtures/tiny_yarn_qlora.json';
@@ -138,4 +139,25 @@ export function loadRandomWeights(layer: LatentAttentionWithRope, seed: number):
   const weights = randomWeights(layer, seed);
   layer.loadStateDict(weights);
   Object.values(weights).forEach((w) => w.dispose());
+}
+
+/**
+ * Runs every golden step through the public API (claim at first use, fetch, forward, step)
+ * and checks each output against the oracle within 1e-4·max(1, max|y|).
+ */
+export async function expectGoldenSteps(layer: LatentAttentionWithRope, golden: GoldenCase,
+                                        cache: PagedKVCache): Promise<void> {
+  for (const [i, step] of golden.steps.entries()) {
+    for (const seqId of step.seqIds) if (!cache.contains(seqId)) cache.claim(seqId);
+    expect(step.seqIds.map((id) => cache.cacheLength(id))).toEqual(step.cacheLengthsBefore);
+    const counts = step.seqIds.map((_, b) => step.inputRowOffsets[b + 1] - step.inputRowOffsets[b]);
+    const collection = cache.fetch(step.seqIds, counts);
+    const x = tf.tensor2d(step.x.data, step.x.shape as [number, number]);
+    const y = layer.forward(x, {kvCollection: collection, inputRowOffsets: step.inputRowOffsets});
+    cache.step(step.seqIds, counts);
+    expect(y.shape).toEqual(step.y.shape);
+    expectClose(await y.data(), step.y.data, goldenTolerance(step.y.data), `${golden.name} step ${i} y`);
+    x.dispose();
+    y.dispose();
+  }
 }
