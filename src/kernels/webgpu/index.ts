@@ -1,6 +1,8 @@
 import type {KernelConfig} from '@tensorflow/tfjs-core';
 import {fusedRopeWebGPUConfig} from './FusedRope.js';
+import {mlaDecodeWebGPUConfig} from './MLADecode.js';
 import {mlaPrefillWebGPUConfig} from './MLAPrefill.js';
 
 /** The webgpu kernels (same names and contracts as the cpu ones). */
-export const webgpuKernelConfigs: KernelConfig[] = [fusedRopeWebGPUConfig, mlaPrefillWebGPUConfig];
+export const webgpuKernelConfigs: KernelConfig[] = [fusedRopeWebGPUConfig, mlaDecodeWebGPUConfig,
+                                                    mlaPrefillWebGPUConfig];

@@ -1,0 +1,60 @@
+/**
+ * Pass 2 of the webgpu MLADecode: merges the per-split partials [T, S, H, L + 2]
+ * (unnormalized o_lat | m | l, in base 2) of MLADecodeSplitProgram by log-sum-exp:
+ * o = Σ_s 2^(m_s − M)·o_s / Σ_s 2^(m_s − M)·l_s with M = max_s m_s. Only the splits that
+ * hold keys of the token (s < ceil((p + 1) / chunk)) are read.
+ */
+import {flatLayout, mainHeader, WebGPUProgram} from './webgpu_util.js';
+
+export class MLADecodeReduceProgram implements WebGPUProgram {
+  variableNames = ['partials', 'tokenInfo'];
+  outputShape: number[];
+  shaderKey = 'mlaDecodeReduce';
+  dispatchLayout: {x: number[]};
+  dispatch: [number, number, number];
+  workgroupSize: [number, number, number] = [64, 1, 1];
+  uniforms = 'chunk : i32,';
+  size = true;
+
+  /** `outputShape`: [T, H, L]. */
+  constructor(outputShape: number[]) {
+    this.outputShape = outputShape;
+    this.dispatchLayout = flatLayout(outputShape.length);
+    const size = outputShape.reduce((a, b) => a * b, 1);
+    this.dispatch = [Math.ceil(size / this.workgroupSize[0]), 1, 1];
+  }
+
+  getUserCode(): string {
+    return `
+    ${mainHeader('index')} {
+      if (index >= uniforms.size) {
+        return;
+      }
+      let latentDim = uniforms.outShape.z;
+      let numHeads = uniforms.outShape.y;
+      let numSplits = uniforms.partialsShape.y;
+      let partialWidth = uniforms.partialsShape.w;
+      let col = index % latentDim;
+      let tokenHead = index / latentDim;
+      let head = tokenHead % numHeads;
+      let token = tokenHead / numHeads;
+      let position = tokenInfo[token * 3 + 1];
+      // Splits with keys: the last split also holds every key past its chunk.
+      let usedSplits = min(numSplits, (position + uniforms.chunk) / uniforms.chunk);
+      var maxLog2 = -3.0e38;
+      for (var s = 0; s < usedSplits; s++) {
+        let row = ((token * numSplits + s) * numHeads + head) * partialWidth;
+        maxLog2 = max(maxLog2, partials[row + latentDim]);
+      }
+      var numerator = 0.0;
+      var denominator = 0.0;
+      for (var s = 0; s < usedSplits; s++) {
+        let row = ((token * numSplits + s) * numHeads + head) * partialWidth;
+        let weight = exp2(partials[row + latentDim] - maxLog2);
+        numerator += weight * partials[row + col];
+        denominator += weight * partials[row + latentDim + 1];
+      }
+      result[index] = numerator / denominator;
+    }`;
+  }
+}

@@ -1,0 +1,300 @@
+/**
+ * Pass 1 of the webgpu MLADecode (flash decoding): the absorbed attention of one token and a
+ * block of heads over one split of its context, with an online softmax.
+ *
+ * Layout of a workgroup (W invocations, HB heads, keys in tiles of KT; registers of V = 4
+ * columns (vec4) when D and L are multiples of 4, else V = 1):
+ * - Invocation `lane` owns the column registers c_j = lane + j·W (j < DJ = ceil(D/(V·W))).
+ *   It keeps q[h, c_j] of all HB heads in registers (pre-scaled by λ·log2 e) for the whole
+ *   split.
+ * - Per tile it loads its columns of the KT cache rows from storage ONCE into registers and
+ *   uses each loaded value for all HB heads: the score partials (HB·KT dot-product pieces)
+ *   and then the o_lat update (acc[h, c_j] for c_j < L).
+ * - The score partials of the W lanes are summed through workgroup memory (KT·HB·W floats),
+ *   and every lane applies the same online-softmax update (running max m and sum l in
+ *   base 2) to its own accumulators, so no further exchange is needed.
+ * All loops over heads, columns and the keys of a tile are unrolled in the generated WGSL
+ * (constant register indices); D, L, W, HB, KT, V and the finalize flag are in the shaderKey.
+ *
+ * Output: with one split, the finished o_lat [T, H, L]; otherwise per split the partial
+ * [T, S, H, L + 2] = (unnormalized o_lat | m | l), merged by MLADecodeReduceProgram.
+ */
+import {flatLayout, mainHeader, WebGPUProgram} from './webgpu_util.js';
+
+/** The static shape of the split program. */
+export interface MLADecodeTiling {
+  /** W: invocations per workgroup. */
+  workgroupSize: number;
+  /** HB: heads per workgroup. */
+  headsPerBlock: number;
+  /** KT: keys per tile (one barrier pair per tile). */
+  keysPerTile: number;
+}
+
+/** The tiling plus how the work is split over workgroups. */
+export interface MLADecodePlan extends MLADecodeTiling {
+  numHeadBlocks: number;
+  /** S: splits of the context; keys [s·chunk, (s+1)·chunk) go to split s (the last takes the rest). */
+  numSplits: number;
+  chunk: number;
+}
+
+/** Below this many keys per split, splitting further costs more (partials, reduce) than it gains. */
+const MIN_KEYS_PER_SPLIT = 128;
+const MAX_SPLITS = 64;
+/** Enough workgroups to keep a GPU (or SwiftShader's threads) busy. */
+const TARGET_WORKGROUPS = 64;
+const MAX_HEADS_PER_BLOCK = 16;
+/** Workgroup memory for the score partials (of the 16 KiB WebGPU guarantees). */
+const PARTIAL_BYTES = 8192;
+
+let tilingOverride: Partial<MLADecodeTiling&{minKeysPerSplit: number}> = {};
+
+/** Overrides the automatic choice (for benchmarks and tests); `{}` restores it. */
+export function setMLADecodeTiling(
+    override: Partial<MLADecodeTiling&{minKeysPerSplit: number}>): void {
+  tilingOverride = {...override};
+}
+
+function nextPowerOfTwo(n: number): number {
+  let p = 1;
+  while (p < n) p *= 2;
+  return p;
+}
+
+/** Columns per register of the split program: 4 (vec4) when D and L allow it, else 1. */
+export function decodeVectorWidth(rowWidth: number, latentDim: number): number {
+  return rowWidth % 4 === 0 && latentDim % 4 === 0 ? 4 : 1;
+}
+
+/**
+ * Chooses the tiling from the shapes and `maxContextLength` (host-side numbers only).
+ * `limits` are the device's workgroup limits.
+ *
+ * On SwiftShader (the CPU WebGPU of the tests) a workgroup's invocations run 4 per SIMD
+ * group and every barrier switches between the groups, so few lanes with many columns each
+ * are fastest; the unrolled code (and its compile time) grows with heads × keys per tile ×
+ * columns per lane. Measured at DeepSeek-V2-Lite sizes (H=16, D=576, context 2048):
+ * W=16, KT=4 (9 vec4 columns per lane) ran in ~38 ms of SwiftShader CPU time, W=64 in ~90.
+ */
+export function planMLADecode(
+    numTokens: number, numHeads: number, rowWidth: number, latentDim: number,
+    maxContextLength: number,
+    limits: {invocations: number, storageBytes: number}): MLADecodePlan {
+  const o = tilingOverride;
+  const maxInvocations = Math.min(limits.invocations, 256);
+  const registersPerRow = rowWidth / decodeVectorWidth(rowWidth, latentDim);
+  // About 9 registers of the row per lane.
+  const workgroupSize = Math.min(
+      o.workgroupSize ?? Math.min(64, Math.max(4, nextPowerOfTwo(Math.ceil(registersPerRow / 9)))),
+      maxInvocations);
+  const numHeadBlocks =
+      Math.ceil(numHeads / Math.min(o.headsPerBlock ?? MAX_HEADS_PER_BLOCK, numHeads));
+  const headsPerBlock = Math.ceil(numHeads / numHeadBlocks);
+  const partialFloats = Math.min(PARTIAL_BYTES, limits.storageBytes / 2) / 4;
+  const keysPerTile = Math.max(1, Math.min(
+      o.keysPerTile ?? (headsPerBlock > 8 ? 4 : 8),
+      Math.floor(partialFloats / (headsPerBlock * workgroupSize))));
+
+  const context = Math.max(1, maxContextLength);
+  const bySize = Math.ceil(context / (o.minKeysPerSplit ?? MIN_KEYS_PER_SPLIT));
+  const byOccupancy = Math.ceil(TARGET_WORKGROUPS / Math.max(1, numTokens * numHeadBlocks));
+  let numSplits = Math.max(1, Math.min(bySize, byOccupancy, MAX_SPLITS));
+  const chunk = Math.ceil(Math.ceil(context / numSplits) / keysPerTile) * keysPerTile;
+  numSplits = Math.ceil(context / chunk);
+  return {workgroupSize, headsPerBlock, keysPerTile, numHeadBlocks, numSplits, chunk};
+}
+
+/** WGSL for `terms` summed (a 0.0 literal when empty). */
+function sum(terms: string[]): string {
+  return terms.length === 0 ? '0.0' : terms.join(' + ');
+}
+
+export class MLADecodeSplitProgram implements WebGPUProgram {
+  variableNames = ['q', 'cache', 'lookup', 'tokenInfo'];
+  outputShape: number[];
+  shaderKey: string;
+  dispatchLayout: {x: number[]};
+  dispatch: [number, number, number];
+  workgroupSize: [number, number, number];
+  uniforms = 'scaleLog2 : f32, chunk : i32, numSplits : i32, numHeadBlocks : i32,';
+  private readonly plan: MLADecodePlan;
+  private readonly rowWidth: number;
+  private readonly latentDim: number;
+  private readonly finalize: boolean;
+  /** Columns per register: 4 (vec4 loads and math) when D and L are multiples of 4, else 1. */
+  private readonly vectorWidth: number;
+  variableComponents: number[];
+
+  /**
+   * `qShape` [T, H, D]; `latentDim` L. With `plan.numSplits == 1` the program writes the
+   * normalized o_lat [T, H, L] itself; otherwise partials [T, S, H, L + 2].
+   */
+  constructor(qShape: number[], latentDim: number, plan: MLADecodePlan) {
+    const [numTokens, numHeads, rowWidth] = qShape;
+    this.plan = plan;
+    this.rowWidth = rowWidth;
+    this.latentDim = latentDim;
+    this.finalize = plan.numSplits === 1;
+    this.vectorWidth = decodeVectorWidth(rowWidth, latentDim);
+    this.variableComponents = [this.vectorWidth, this.vectorWidth, 1, 1];
+    this.outputShape = this.finalize ? [numTokens, numHeads, latentDim] :
+                                       [numTokens, plan.numSplits, numHeads, latentDim + 2];
+    this.dispatchLayout = flatLayout(this.outputShape.length);
+    this.workgroupSize = [plan.workgroupSize, 1, 1];
+    this.dispatch = [numTokens * plan.numHeadBlocks * plan.numSplits, 1, 1];
+    this.shaderKey = `mlaDecodeSplit_D${rowWidth}_L${latentDim}_W${plan.workgroupSize}` +
+        `_HB${plan.headsPerBlock}_KT${plan.keysPerTile}_V${this.vectorWidth}` +
+        `_${this.finalize ? 'final' : 'partial'}`;
+  }
+
+  getUserCode(): string {
+    const W = this.plan.workgroupSize;
+    const HB = this.plan.headsPerBlock;
+    const KT = this.plan.keysPerTile;
+    const V = this.vectorWidth;
+    // Row and latent widths in registers of V columns.
+    const Dv = this.rowWidth / V;
+    const Lv = this.latentDim / V;
+    const DJ = Math.ceil(Dv / W);
+    const LJ = Math.ceil(Lv / W);
+    const heads = [...Array(HB).keys()];
+    const keys = [...Array(KT).keys()];
+    const rowCols = [...Array(DJ).keys()];
+    const latentCols = [...Array(LJ).keys()];
+    const vtype = V === 1 ? 'f32' : `vec${V}<f32>`;
+    const zero = V === 1 ? '0.0' : `${vtype}(0.0)`;
+    const dot = (a: string, b: string) => V === 1 ? `${a} * ${b}` : `dot(${a}, ${b})`;
+    // Registers lane + j·W of the last j may run past Dv (or Lv): guarded there only.
+    const partialD = (j: number) => (j + 1) * W > Dv;
+    const partialL = (j: number) => (j + 1) * W > Lv;
+    const load = (array: string, start: string, j: number) => partialD(j) ?
+        `select(${zero}, ${array}[${start} + min(col${j}, ${Dv - 1})], col${j} < ${Dv})` :
+        `${array}[${start} + col${j}]`;
+    /** Stores register `value` (V columns) at column register `j` of the row at `outRow`. */
+    const store = (j: number, value: string) => {
+      const stores = V === 1 ? [`result[outRow + col${j}] = ${value};`] :
+          [...Array(V).keys()].map(
+              (i) => `result[outRow + ${V} * col${j} + ${i}] = ${value}[${i}];`);
+      const body = stores.join(' ');
+      return partialL(j) ? `        if (col${j} < ${Lv}) { ${body} }` : `        ${body}`;
+    };
+
+    const lines: string[] = [];
+    const emit = (line: string) => lines.push(line);
+
+    emit(`
+    var<workgroup> partials : array<f32, ${KT * HB * W}>;
+    var<workgroup> scores : array<f32, ${KT * HB}>;
+    var<workgroup> keyRange : vec2<i32>;
+
+    ${mainHeader('index')} {
+      let lane = i32(localIndex);
+      let workgroup = index / ${W};
+      let split = workgroup % uniforms.numSplits;
+      let rest = workgroup / uniforms.numSplits;
+      let headBlock = rest % uniforms.numHeadBlocks;
+      let token = rest / uniforms.numHeadBlocks;
+      let numHeads = uniforms.qShape.y;
+      let h0 = headBlock * ${HB};
+      let batchRow = tokenInfo[token * 3];
+      let position = tokenInfo[token * 3 + 1];
+      let pageSize = uniforms.cacheShape.y;
+      let lookupStart = batchRow * uniforms.lookupShape.y;
+      if (lane == 0) {
+        let kStart = split * uniforms.chunk;
+        // The last split takes every remaining key, also past maxContextLength.
+        let kEnd = select(min(kStart + uniforms.chunk, position + 1), position + 1,
+                          split == uniforms.numSplits - 1);
+        keyRange = vec2<i32>(kStart, kEnd);
+      }
+      let range = workgroupUniformLoad(&keyRange);
+`);
+    for (const j of rowCols) emit(`      let col${j} = lane + ${j * W};`);
+    for (const h of heads) {
+      emit(`      let qRow${h} = (token * numHeads + min(h0 + ${h}, numHeads - 1)) * ${Dv};`);
+      for (const j of rowCols) {
+        emit(`      let q${h}_${j} = ${load('q', `qRow${h}`, j)} * uniforms.scaleLog2;`);
+      }
+      emit(`      var m${h} = -3.0e38;`);
+      emit(`      var l${h} = 0.0;`);
+      for (const j of latentCols) emit(`      var acc${h}_${j} = ${zero};`);
+    }
+    for (const k of keys) {
+      for (const j of rowCols) emit(`      var r${k}_${j} = ${zero};`);
+    }
+
+    emit(`
+      for (var k0 = range.x; k0 < range.y; k0 += ${KT}) {`);
+    for (const k of keys) {
+      emit(`
+        {
+          let key = k0 + ${k};
+          if (key < range.y) {
+            let page = lookup[lookupStart + key / pageSize];
+            let rowStart = (page * pageSize + key % pageSize) * ${Dv};`);
+      for (const j of rowCols) emit(`            r${k}_${j} = ${load('cache', 'rowStart', j)};`);
+      emit(`          } else {`);
+      for (const j of rowCols) emit(`            r${k}_${j} = ${zero};`);
+      emit(`          }`);
+      for (const h of heads) {
+        const terms = rowCols.map((j) => dot(`q${h}_${j}`, `r${k}_${j}`));
+        emit(`          partials[${(k * HB + h) * W} + lane] = ${sum(terms)};`);
+      }
+      emit(`        }`);
+    }
+    emit(`
+        workgroupBarrier();
+        for (var o = lane; o < ${KT * HB}; o += ${W}) {
+          let base = o * ${W};
+          var s = 0.0;
+          for (var w = 0; w < ${W}; w++) {
+            s += partials[base + w];
+          }
+          scores[o] = select(-3.0e38, s, k0 + o / ${HB} < range.y);
+        }
+        workgroupBarrier();`);
+    for (const h of heads) {
+      emit(`
+        {`);
+      for (const k of keys) emit(`          let s${k} = scores[${k * HB + h}];`);
+      const maxExpr = keys.reduce((acc, k) => `max(${acc}, s${k})`, `m${h}`);
+      emit(`          let mNew = ${maxExpr};`);
+      emit(`          let corr = exp2(m${h} - mNew);`);
+      for (const k of keys) emit(`          let p${k} = exp2(s${k} - mNew);`);
+      emit(`          l${h} = l${h} * corr + ${sum(keys.map((k) => `p${k}`))};`);
+      emit(`          m${h} = mNew;`);
+      emit(`          if (corr != 1.0) {`);
+      for (const j of latentCols) emit(`            acc${h}_${j} *= corr;`);
+      emit(`          }`);
+      for (const j of latentCols) {
+        emit(`          acc${h}_${j} += ${sum(keys.map((k) => `p${k} * r${k}_${j}`))};`);
+      }
+      emit(`        }`);
+    }
+    emit(`
+      }`);
+
+    // Output.
+    for (const h of heads) {
+      emit(`
+      if (h0 + ${h} < numHeads) {`);
+      if (this.finalize) {
+        emit(`        let outRow = (token * numHeads + h0 + ${h}) * ${this.latentDim};`);
+        emit(`        let inverseSum = 1.0 / l${h};`);
+        for (const j of latentCols) emit(store(j, `(acc${h}_${j} * inverseSum)`));
+      } else {
+        emit(`        let outRow = ((token * uniforms.numSplits + split) * numHeads + h0 + ${h}) * ` +
+             `${this.latentDim + 2};`);
+        for (const j of latentCols) emit(store(j, `acc${h}_${j}`));
+        emit(`        if (lane == 0) {`);
+        emit(`          result[outRow + ${this.latentDim}] = m${h};`);
+        emit(`          result[outRow + ${this.latentDim + 1}] = l${h};`);
+        emit(`        }`);
+      }
+      emit(`      }`);
+    }
+    emit(`    }`);
+    return lines.join('\n');
+  }
+}
