@@ -18,7 +18,7 @@
  *   await tf.setBackend('cpu');   // no WebGPU here: fall back
  * }
  * // ... only async reads on webgpu in Node: `await t.data()`, never `dataSync()`.
- * releaseNodeWebGPU();            // let the process exit
+ * await releaseNodeWebGPU();      // let the process exit
  * ```
  *
  * Everything is imported dynamically, so importing this module costs nothing and works
@@ -259,14 +259,28 @@ function registerWebGPUFactory(WebGPUBackend: any): void {  // eslint-disable-li
 }
 
 /**
- * Drops this module's reference to the WebGPU object so the Node process can exit (Dawn keeps
- * the process alive while it lives). Removes the `webgpu` backend from tfjs first, switching
- * to `cpu` if webgpu was active; later webgpu use needs initNodeWebGPU again.
+ * Drops this module's reference to the WebGPU object so the Node process can exit (Dawn may
+ * keep the process alive while it lives). Waits for submitted GPU work, removes the `webgpu`
+ * backend from tfjs (switching to `cpu` first if webgpu was active and cpu is registered),
+ * then drops `navigator.gpu`. Later webgpu use needs initNodeWebGPU again.
+ *
+ * Await it: tearing Dawn down in the same task as other pending GPU callbacks, right before
+ * the process exits, crashed dawn.node 0.6.2 (abort/segfault at exit) in tests here; the
+ * waits around the teardown avoid that.
  */
-export function releaseNodeWebGPU(): void {
-  if (tf.findBackend('webgpu') !== null || tf.findBackendFactory('webgpu') !== null) {
+export async function releaseNodeWebGPU(): Promise<void> {
+  const nextTask = () => new Promise<void>((resolve) => setTimeout(resolve, 0));
+  const backend = tf.findBackend('webgpu') as
+      {device?: {queue?: {onSubmittedWorkDone?: () => Promise<void>}}} | null;
+  try {
+    await backend?.device?.queue?.onSubmittedWorkDone?.();
+  } catch {
+    // A lost device: nothing to wait for.
+  }
+  await nextTask();
+  if (backend !== null || tf.findBackendFactory('webgpu') !== null) {
     if (tf.getBackend() === 'webgpu' && tf.findBackendFactory('cpu') !== null) {
-      tf.setBackend('cpu');
+      await tf.setBackend('cpu');
     }
     try {
       tf.removeBackend('webgpu');
@@ -284,4 +298,5 @@ export function releaseNodeWebGPU(): void {
     if (g.navigator && Object.keys(g.navigator).length === 0) delete g.navigator;
   }
   gpuRef = null;
+  await nextTask();
 }
