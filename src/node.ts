@@ -55,6 +55,14 @@ export interface NodeWebGPUOptions {
   icdPath?: string;
   /** Use SwiftShader even when another Vulkan driver is installed. Default false. */
   forceSwiftShader?: boolean;
+  /**
+   * When an installed Vulkan driver gives no adapter (e.g. a GPU container without graphics
+   * capabilities), retry once with SwiftShader. Default true. Not done when `icdPath` is given
+   * or VK_ICD_FILENAMES/VK_DRIVER_FILES were set by the caller.
+   */
+  fallbackToSwiftShader?: boolean;
+  /** A SwiftShader ICD manifest to prefer over the probed locations. */
+  swiftShaderIcdPath?: string;
   /** Options for the `webgpu` package's `create()`, e.g. `['backend=vulkan']`. Default []. */
   dawnOptions?: string[];
 }
@@ -93,8 +101,8 @@ const ICD_FOLDERS = [
 /** The `webgpu` package's GPU object, kept to be dropped by releaseNodeWebGPU. */
 let gpuRef: unknown = null;
 
-/** The first existing SwiftShader ICD manifest, or undefined. */
-export async function findSwiftShaderICD(): Promise<string|undefined> {
+/** The first existing SwiftShader ICD manifest (`preferred` first), or undefined. */
+export async function findSwiftShaderICD(preferred?: string): Promise<string|undefined> {
   const {fs, dirname, join} = await nodeModules();
   const candidates = [...SWIFTSHADER_ICD_CANDIDATES];
   // Next to a chromium found through CHROME_BIN (e.g. /usr/lib/chromium/chromium).
@@ -107,6 +115,7 @@ export async function findSwiftShaderICD(): Promise<string|undefined> {
       // CHROME_BIN does not exist: ignore it.
     }
   }
+  if (preferred !== undefined) candidates.unshift(preferred);
   return candidates.find((file) => fs.existsSync(file));
 }
 
@@ -154,13 +163,17 @@ async function importOptional(specifier: string): Promise<any> {  // eslint-disa
  * 3. Imports `@tensorflow/tfjs-backend-webgpu` (which registers the backend) and runs
  *    `await tf.setBackend('webgpu')`.
  *
- * Returns `{backend: 'webgpu', adapterInfo}`. Throws an Error saying why when a package is
- * missing or no WebGPU adapter is found; the caller can then fall back to `cpu`. Idempotent.
+ * If an installed driver gives no adapter, it retries once on SwiftShader (see
+ * `fallbackToSwiftShader`). Returns `{backend: 'webgpu', adapterInfo}`. Throws an Error
+ * saying why when a package is missing or no WebGPU adapter is found; the caller can then
+ * fall back to `cpu`. Idempotent.
  * Remember: `dataSync()`/`arraySync()` of webgpu tensors throw in Node; use `await data()`.
  */
 export async function initNodeWebGPU(options: NodeWebGPUOptions = {}): Promise<NodeWebGPUInfo> {
   const env = process.env;
   const {fs, tmpdir} = await nodeModules();
+  const callerChoseDriver = options.icdPath !== undefined ||
+      Boolean(env.VK_ICD_FILENAMES || env.VK_DRIVER_FILES);
   let icdPath: string|undefined;
   if (options.icdPath !== undefined) {
     if (!fs.existsSync(options.icdPath)) {
@@ -168,7 +181,7 @@ export async function initNodeWebGPU(options: NodeWebGPUOptions = {}): Promise<N
     }
     icdPath = options.icdPath;
   } else if (options.forceSwiftShader || !otherVulkanDriverConfigured(fs)) {
-    icdPath = await findSwiftShaderICD();
+    icdPath = await findSwiftShaderICD(options.swiftShaderIcdPath);
   }
   if (icdPath !== undefined) env.VK_ICD_FILENAMES = icdPath;
   if (!env.XDG_RUNTIME_DIR) {
@@ -176,15 +189,8 @@ export async function initNodeWebGPU(options: NodeWebGPUOptions = {}): Promise<N
   }
 
   const g = globalThis as any;  // eslint-disable-line
-  if (!g.navigator?.gpu) {
-    let webgpu: any;  // eslint-disable-line
-    try {
-      webgpu = await importOptional('webgpu');
-    } catch (e) {
-      throw new Error(`initNodeWebGPU: cannot import the npm package 'webgpu' (Dawn for ` +
-                      `Node; install it with \`npm install webgpu\`): ${(e as Error).message}`);
-    }
-    Object.assign(globalThis, webgpu.globals);
+  let webgpu: any = null;  // eslint-disable-line
+  const installGPU = () => {
     const gpu = webgpu.create(options.dawnOptions ?? []);
     gpuRef = gpu;
     if (g.navigator === undefined) {
@@ -193,9 +199,30 @@ export async function initNodeWebGPU(options: NodeWebGPUOptions = {}): Promise<N
       // Node ≥ 21 has a read-only global navigator without gpu.
       Object.defineProperty(g.navigator, 'gpu', {value: gpu, configurable: true, writable: true});
     }
+  };
+  if (!g.navigator?.gpu) {
+    try {
+      webgpu = await importOptional('webgpu');
+    } catch (e) {
+      throw new Error(`initNodeWebGPU: cannot import the npm package 'webgpu' (Dawn for ` +
+                      `Node; install it with \`npm install webgpu\`): ${(e as Error).message}`);
+    }
+    Object.assign(globalThis, webgpu.globals);
+    installGPU();
   }
 
-  const adapter = await g.navigator.gpu.requestAdapter();
+  let adapter = await g.navigator.gpu.requestAdapter();
+  if (!adapter && webgpu !== null && icdPath === undefined && !callerChoseDriver &&
+      options.fallbackToSwiftShader !== false) {
+    // The installed driver gave nothing: a fresh Dawn instance on SwiftShader.
+    const swiftShader = await findSwiftShaderICD(options.swiftShaderIcdPath);
+    if (swiftShader !== undefined) {
+      icdPath = swiftShader;
+      env.VK_ICD_FILENAMES = swiftShader;
+      installGPU();
+      adapter = await g.navigator.gpu.requestAdapter();
+    }
+  }
   if (!adapter) {
     const loaderHint = vulkanLoaderFound(fs) ? '' :
         ' No Vulkan loader libvulkan.so.1 was found: install it (Debian: `apt-get install ' +
