@@ -50,7 +50,11 @@ export class RopeCacheWriteProgram implements WebGPUProgram {
     return `
     var<workgroup> sumSquares : array<f32, ${wg}>;
     ${mainHeader('index')} {
-      let token = index / ${wg};
+      // A dispatch wider than 65535 workgroups is folded into y/z with spare workgroups at
+      // the end: they read token T − 1 but write nothing (a clamped write could hit a row).
+      let numTokens = uniforms.kvShape.x;
+      let valid = index / ${wg} < numTokens;
+      let token = min(index / ${wg}, numTokens - 1);
       let lane = i32(localIndex);
       let latentDim = uniforms.gammaShape;
       let ropeDim = uniforms.freqsCisShape.y;
@@ -71,6 +75,9 @@ export class RopeCacheWriteProgram implements WebGPUProgram {
           sumSquares[lane] += sumSquares[lane + stride];
         }
         workgroupBarrier();
+      }
+      if (!valid) {
+        return;
       }
       let inverseRms = 1.0 / sqrt(sumSquares[0] / f32(latentDim) + uniforms.eps);
       for (var i = lane; i < latentDim; i += ${wg}) {

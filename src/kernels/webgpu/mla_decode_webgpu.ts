@@ -190,7 +190,11 @@ export class MLADecodeSplitProgram implements WebGPUProgram {
 
     ${mainHeader('index')} {
       let lane = i32(localIndex);
-      let workgroup = index / ${W};
+      // A dispatch wider than 65535 workgroups is folded into y/z with spare workgroups at
+      // the end: they get no keys and write nothing.
+      let numWorkgroups = uniforms.qShape.x * uniforms.numHeadBlocks * uniforms.numSplits;
+      let valid = index / ${W} < numWorkgroups;
+      let workgroup = min(index / ${W}, numWorkgroups - 1);
       let split = workgroup % uniforms.numSplits;
       let rest = workgroup / uniforms.numSplits;
       let headBlock = rest % uniforms.numHeadBlocks;
@@ -206,7 +210,7 @@ export class MLADecodeSplitProgram implements WebGPUProgram {
         // The last split takes every remaining key, also past maxContextLength.
         let kEnd = select(min(kStart + uniforms.chunk, position + 1), position + 1,
                           split == uniforms.numSplits - 1);
-        keyRange = vec2<i32>(kStart, kEnd);
+        keyRange = select(vec2<i32>(0, 0), vec2<i32>(kStart, kEnd), valid);
       }
       let range = workgroupUniformLoad(&keyRange);
 `);
@@ -276,6 +280,10 @@ export class MLADecodeSplitProgram implements WebGPUProgram {
       }`);
 
     // Output.
+    emit(`
+      if (!valid) {
+        return;
+      }`);
     for (const h of heads) {
       emit(`
       if (h0 + ${h} < numHeads) {`);
