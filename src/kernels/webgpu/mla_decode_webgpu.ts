@@ -74,8 +74,10 @@ export function decodeVectorWidth(rowWidth: number, latentDim: number): number {
  * On SwiftShader (the CPU WebGPU of the tests) a workgroup's invocations run 4 per SIMD
  * group and every barrier switches between the groups, so few lanes with many columns each
  * are fastest; the unrolled code (and its compile time) grows with heads × keys per tile ×
- * columns per lane. Measured at DeepSeek-V2-Lite sizes (H=16, D=576, context 2048):
- * W=16, KT=4 (9 vec4 columns per lane) ran in ~38 ms of SwiftShader CPU time, W=64 in ~90.
+ * columns per lane. Measured at DeepSeek-V2-Lite sizes (H=16, L=512, R=64, one token,
+ * context 2048, SwiftShader limited to 2 idle cores): W=16, HB=16, KT=4 (9 vec4 columns per
+ * lane) took ~33 ms per decode step (median, including the read-back), W=64/KT=2 ~77 ms;
+ * the first call compiles for ~3.5 s.
  */
 export function planMLADecode(
     numTokens: number, numHeads: number, rowWidth: number, latentDim: number,
