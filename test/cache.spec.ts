@@ -74,7 +74,9 @@ describeEachBackend('PagedKVCache', () => {
       x.dispose();
       y.dispose();
     }
-    expect(cache.storage()).toBe(storage);
+    // Identity checked without handing the tensor to jasmine, whose message printer would
+    // read it synchronously (a stale, blocking read on webgpu).
+    expect(cache.storage() === storage).withContext('same storage tensor').toBe(true);
     const rows = await cache.readSequence(0);
     expect(rows.length).toBe(5 * 12);
     expect(rows.some((v) => v !== 0)).toBe(true);
@@ -99,19 +101,21 @@ describe('LatentAttentionWithRope validation', () => {
     const layer = make();
     const cache = new PagedKVCache(layer.kvParams, {totalNumPages: 8});
     cache.claim(0);
-    const collection = cache.fetch([0], [2]);
+    // A failed step gives its pages back (rollback), so each attempt fetches anew.
+    const fetch = () => cache.fetch([0], [2]);
     const x = tf.zeros([2, 8]) as tf.Tensor2D;
-    expect(() => layer.forward(x, {kvCollection: collection, inputRowOffsets: [0, 2]}))
+    expect(() => layer.forward(x, {kvCollection: fetch(), inputRowOffsets: [0, 2]}))
         .toThrowError(/weights of layer .* are not loaded: call loadStateDict/);
+    expect(cache.pagesOf(0)).toEqual([]);
     loadRandomWeights(layer, 2);
     const bad = tf.zeros([2, 7]) as tf.Tensor2D;
-    expect(() => layer.forward(bad, {kvCollection: collection, inputRowOffsets: [0, 2]}))
+    expect(() => layer.forward(bad, {kvCollection: fetch(), inputRowOffsets: [0, 2]}))
         .toThrowError('forward x: expected shape [T, 8], got [2, 7]');
-    expect(() => layer.forward(x, {kvCollection: collection, inputRowOffsets: [1, 2]}))
+    expect(() => layer.forward(x, {kvCollection: fetch(), inputRowOffsets: [1, 2]}))
         .toThrowError('inputRowOffsets[0]: expected 0, got 1');
-    expect(() => layer.forward(x, {kvCollection: collection, inputRowOffsets: [0, 1, 2]}))
+    expect(() => layer.forward(x, {kvCollection: fetch(), inputRowOffsets: [0, 1, 2]}))
         .toThrowError(/inputRowOffsets: expected 2 entries \(batch of 1 \+ 1\), got 3/);
-    expect(() => layer.forward(x, {kvCollection: collection, inputRowOffsets: [0, 2], layerIdx: 1}))
+    expect(() => layer.forward(x, {kvCollection: fetch(), inputRowOffsets: [0, 2], layerIdx: 1}))
         .toThrowError(/forward layerIdx: expected an integer in \[0, 0\], got 1/);
     const weights = layer.stateDict();
     const wrong = {...weights, 'o_proj.weight': tf.zeros([8, 9])};
@@ -122,6 +126,7 @@ describe('LatentAttentionWithRope validation', () => {
     expect(() => layer.loadStateDict(missing)).toThrowError(/missing weight 'kv_b_proj.weight' of shape \[16, 8\]/);
     expect(() => layer.loadStateDict({...weights, extra: tf.zeros([1])})).toThrowError(/unexpected weight 'extra'/);
     // Past the rope table: 2 + 7 positions > maxSeqLen 8.
+    const collection = fetch();
     layer.forward(x, {kvCollection: collection, inputRowOffsets: [0, 2]}).dispose();
     cache.step([0], [2]);
     const long = tf.zeros([7, 8]) as tf.Tensor2D;

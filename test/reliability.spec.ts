@@ -103,13 +103,14 @@ function relativeBound(reference: ArrayLike<number>): number {
 
 describeEachBackend('reliability', (backend) => {
   it('randomized cases: prefill path = decode path, and this backend = cpu (NaN-filled unused rows)', async () => {
-    const numCases = backend === 'cpu' ? 300 : 150;
+    // SwiftShader is slow: fewer cases on webgpu, each in 'auto' and one forced path.
+    const numCases = backend === 'cpu' ? 300 : 100;
     for (let seed = 1; seed <= numCases; seed++) {
       const c = randomCase(seed * 7919);
       const reference = await runCase(c, 'cpu', 'prefill');
       const others: Array<[string, Float32Array[]]> = [['cpu decode', await runCase(c, 'cpu', 'decode')]];
       if (backend !== 'cpu') {
-        for (const mode of ['auto', 'prefill', 'decode'] as const) {
+        for (const mode of ['auto', seed % 2 === 0 ? 'prefill' : 'decode'] as const) {
           others.push([`${backend} ${mode}`, await runCase(c, backend, mode)]);
         }
       }
@@ -118,7 +119,7 @@ describeEachBackend('reliability', (backend) => {
                                               `case ${seed} (${JSON.stringify({...c, shape: SHAPES.indexOf(c.shape)})}), ${name}, step ${i}`));
       }
     }
-  });
+  }, 600_000);
 
   it('a long context near maxSeqLen matches the cpu reference, with page reuse after release', async () => {
     const c: Case = {shape: SHAPES[0], pageSize: 16, bufferSize: 64, maxSeqLen: 520, seed: 3,
@@ -157,7 +158,7 @@ describeEachBackend('reliability', (backend) => {
     layer.dispose();
     expect(tf.memory().numTensors).toBe(start.numTensors);
     expect(tf.memory().numBytes).toBe(start.numBytes);
-  });
+  }, 600_000);
 
   it('a failed step leaves the cache exactly as before; the next valid step is correct', async () => {
     const c: Case = {shape: SHAPES[1], pageSize: 3, bufferSize: 16384, maxSeqLen: 32, seed: 5,
