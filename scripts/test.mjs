@@ -5,6 +5,9 @@
 //   npm test                        all specs
 //   npm test -- --grep <pattern>    only specs whose full name matches <pattern> (a RegExp)
 //   npm test -- --skip-build        skip the two tsc runs (bundle + karma only)
+//   npm test -- --skip-e2e          skip the last step, the demo page test (test/e2e/demo_page.test.mjs:
+//                                   demos/web in headless Chromium via playwright-core); with --grep
+//                                   it runs only when the pattern matches "demo page e2e"
 //
 // Only Node builtins are used until node_modules exists; dependencies are loaded lazily.
 import {spawnSync} from 'node:child_process';
@@ -37,6 +40,7 @@ function run(cmd, args, what) {
 const argv = process.argv.slice(2);
 let grep;
 let skipBuild = false;
+let skipE2e = false;
 for (let i = 0; i < argv.length; i++) {
   const a = argv[i];
   if (a === '--grep' || a === '-g') {
@@ -46,8 +50,10 @@ for (let i = 0; i < argv.length; i++) {
     grep = a.slice('--grep='.length);
   } else if (a === '--skip-build') {
     skipBuild = true;
+  } else if (a === '--skip-e2e') {
+    skipE2e = true;
   } else if (a === '--help' || a === '-h') {
-    console.log('usage: npm test [-- --grep <pattern>] [-- --skip-build]');
+    console.log('usage: npm test [-- --grep <pattern>] [-- --skip-build] [-- --skip-e2e]');
     process.exit(0);
   } else {
     die(`unknown argument ${JSON.stringify(a)} (usage: npm test -- --grep <pattern>)`);
@@ -100,6 +106,9 @@ if (!skipBuild) {
   step('tsc -p test/tsconfig.json --noEmit (typecheck tests)');
   run(process.execPath, [tsc, '-p', 'test/tsconfig.json', '--noEmit'],
       'test typecheck (tsc -p test/tsconfig.json --noEmit)');
+  step('tsc -p demos/web/tsconfig.json (typecheck the browser demo)');
+  run(process.execPath, [tsc, '-p', 'demos/web/tsconfig.json'],
+      'demo typecheck (tsc -p demos/web/tsconfig.json)');
 }
 
 // ---- d. bundle ---------------------------------------------------------------------------
@@ -157,9 +166,24 @@ const exitCode = await new Promise(resolve => {
   const server = new karma.Server(karmaConfig, code => resolve(code));
   server.start();
 });
-const {passed, skipped} = summary.totals;
+let {passed, skipped} = summary.totals;
 // A browser error outside any spec or a disconnect fails the run: count it so the line agrees.
-const failed = summary.totals.failed + (exitCode !== 0 && summary.totals.failed === 0 && passed > 0 ? 1 : 0);
+let failed = summary.totals.failed + (exitCode !== 0 && summary.totals.failed === 0 && passed > 0 ? 1 : 0);
+
+// ---- f. the demo page, end to end (one test) ---------------------------------------------
+let e2eFailed = false;
+if (!skipE2e && (grep === undefined || new RegExp(grep).test('demo page e2e'))) {
+  step('e2e: demos/web page in headless Chromium (test/e2e/demo_page.test.mjs)');
+  const r = spawnSync(process.execPath, [path.join(root, 'test', 'e2e', 'demo_page.test.mjs')],
+                      {stdio: 'inherit', cwd: root, env: process.env});
+  e2eFailed = r.status !== 0;
+  if (e2eFailed) {
+    failed += 1;
+    console.error(`[test] FAILED: the demo page test (exit ${r.status ?? r.signal}; see [e2e] above)`);
+  } else {
+    passed += 1;
+  }
+}
 const seconds = ((Date.now() - started) / 1000).toFixed(1);
 if (passed + failed === 0) {
   console.error(`[test] FAILED: no spec ran${grep ? ` (does --grep ${JSON.stringify(grep)} match any spec?)` : ''}`);
@@ -168,4 +192,4 @@ if (passed + failed === 0) {
 }
 console.log(`[test] done in ${seconds} s`);
 console.log(`${passed} passed, ${failed} failed, ${skipped} skipped`);
-process.exit(exitCode !== 0 || failed > 0 || passed + failed === 0 ? 1 : 0);
+process.exit(exitCode !== 0 || e2eFailed || failed > 0 || passed + failed === 0 ? 1 : 0);

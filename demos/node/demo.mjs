@@ -1,0 +1,618 @@
+#!/usr/bin/env node
+// The main demo: a DeepSeek-V2-Lite-shaped Multi-head Latent Attention layer serving a ragged
+// batch in Node — prefill of every prompt, then decode steps for every sequence — on the tfjs
+// `webgpu` backend (Dawn through the npm `webgpu` package; SwiftShader when there is no GPU),
+// or on `cpu`. It ends with a table: prefill and decode throughput, the latent cache against a
+// standard multi-head cache for the same tokens, and the largest difference against the cpu
+// reference kernels on one sequence.
+//
+//   npm run demo                       (installs and builds first; scripts/demo.mjs)
+//   node demos/node/demo.mjs --help    (after `npm run build`)
+import * as tf from '@tensorflow/tfjs-core';
+import '@tensorflow/tfjs-backend-cpu';
+import {spawnSync} from 'node:child_process';
+import {existsSync, readFileSync} from 'node:fs';
+import path from 'node:path';
+import {fileURLToPath} from 'node:url';
+import {
+  DeepseekYarnRotaryEmbedding, KVCacheParams, LatentAttentionWithRope, MLA_DECODE_MAX_NEW_TOKENS,
+  PagedKVCache, fromHFConfig, loadSafetensors,
+} from '../../dist/index.js';
+import {initNodeWebGPU, releaseNodeWebGPU} from '../../dist/node.js';
+
+// ---- the Vulkan loader ---------------------------------------------------------------------
+// Dawn (the npm `webgpu` package) loads libvulkan.so.1. Debian's chromium package ships one next
+// to SwiftShader, outside the library path: when the system has none, re-run this script with
+// that folder on LD_LIBRARY_PATH (the loader reads it at process start only).
+
+const LIB_DIRS = ['/lib/x86_64-linux-gnu', '/usr/lib/x86_64-linux-gnu', '/lib/aarch64-linux-gnu',
+                  '/usr/lib/aarch64-linux-gnu', '/lib64', '/usr/lib64', '/lib', '/usr/lib', '/usr/local/lib'];
+const CHROMIUM_DIRS = ['/usr/lib/chromium', '/usr/lib/chromium-browser', '/usr/lib64/chromium',
+                       '/opt/google/chrome'];
+
+function reexecWithVulkanLoader(argv) {
+  if (process.platform !== 'linux' || process.env.TFJS_MLA_DEMO_REEXEC === '1') return;
+  if (argv.includes('--help') || argv.includes('-h')) return;
+  const backendIndex = argv.findIndex((a) => a === '--backend' || a.startsWith('--backend='));
+  const backend = backendIndex < 0 ? 'webgpu' :
+    argv[backendIndex].includes('=') ? argv[backendIndex].split('=')[1] : argv[backendIndex + 1];
+  if (backend === 'cpu') return;
+  const current = (process.env.LD_LIBRARY_PATH ?? '').split(':').filter(Boolean);
+  if ([...current, ...LIB_DIRS].some((d) => existsSync(path.join(d, 'libvulkan.so.1')))) return;
+  const bundled = CHROMIUM_DIRS.find((d) => existsSync(path.join(d, 'libvulkan.so.1')));
+  if (bundled === undefined) return;   // initNodeWebGPU will say what is missing
+  const r = spawnSync(process.execPath, [...process.execArgv, fileURLToPath(import.meta.url), ...argv], {
+    stdio: 'inherit',
+    env: {...process.env, TFJS_MLA_DEMO_REEXEC: '1', LD_LIBRARY_PATH: [bundled, ...current].join(':')},
+  });
+  process.exit(r.status ?? 1);
+}
+reexecWithVulkanLoader(process.argv.slice(2));
+
+// ---- options -------------------------------------------------------------------------------
+
+const V2_LITE = {
+  hidden: 2048, heads: 16, kvLoraRank: 512, qkNopeHeadDim: 128, qkRopeHeadDim: 64, vHeadDim: 128,
+  theta: 10000,
+  yarn: {scalingFactor: 40, originalMaxPositionEmbeddings: 4096, betaFast: 32, betaSlow: 1,
+         mscale: 0.707, mscaleAllDim: 0.707},
+};
+
+const HELP = `usage: npm run demo -- [options]      (or: node demos/node/demo.mjs [options] after a build)
+
+Runs one DeepSeek-V2-Lite-shaped MLA attention layer (no q-LoRA, kvLoraRank 512, nope 128,
+rope 64, v 128, YaRN factor 40) over a ragged batch: prefill of every prompt in one step,
+then --steps decode steps for every sequence, with a paged latent KV cache. Prints progress
+on stderr and a table on stdout.
+
+options:
+  --backend webgpu|cpu      tfjs backend (default webgpu; falls back to cpu, saying so, when no
+                            WebGPU adapter is found or this package's webgpu kernels are missing)
+  --prompts 64,17,40,5      prompt lengths of the batch, one sequence each (default 64,17,40,5)
+  --steps N                 decode steps per sequence after the prefill (default 8)
+  --seed N                  seed of the random weights and inputs (default 1)
+  --hidden N                hidden size (default 2048)
+  --heads N                 attention heads (default 16)
+  --kv-lora-rank N          latent width L (default 512)
+  --qk-nope-head-dim N      per-head no-rope query/key width (default 128)
+  --qk-rope-head-dim N      roped width R (default 64)
+  --v-head-dim N            per-head value width (default 128)
+  --page-size N             tokens per cache page (default 64)
+  --graph-mode M            auto | prefill | decode: the layer's attention path (default auto:
+                            the prefill (decompressing) path for the prompts, the absorbed
+                            path for decode steps; decode takes the absorbed path throughout)
+  --weights FILE            real weights: a .safetensors file holding one attention layer
+                            (needs --config; the size options are then taken from the config)
+  --config FILE             the model's Hugging Face config.json (DeepSeek-V2/V3)
+  --layer-prefix P          name prefix of the layer in --weights
+                            (default model.layers.0.self_attn.)
+  --check-seq N             which sequence to re-run on the cpu reference (default 0)
+  --no-check                skip the cpu reference comparison
+  --no-warmup               on webgpu, time the shader compilation too (by default the
+                            pipelines of a prefill and a decode step are compiled first,
+                            untimed, with tfjs's WEBGPU_ENGINE_COMPILE_ONLY mode)
+  --help                    this text
+
+Random weights are uniform with standard deviation 1/sqrt(fan_in) (RMSNorm weights 1), inputs
+uniform with standard deviation 1, all from --seed: the same on every backend.`;
+
+function isV2Lite(spec) {
+  return spec.hidden === V2_LITE.hidden && spec.heads === V2_LITE.heads && spec.kvLoraRank === V2_LITE.kvLoraRank &&
+         spec.qkNopeHeadDim === V2_LITE.qkNopeHeadDim && spec.qkRopeHeadDim === V2_LITE.qkRopeHeadDim &&
+         spec.vHeadDim === V2_LITE.vHeadDim;
+}
+
+function fail(message) {
+  console.error(`demo: ${message}`);
+  console.error('demo: see --help');
+  process.exit(2);
+}
+
+function parseOptions(argv) {
+  const o = {
+    backend: 'webgpu', prompts: [64, 17, 40, 5], steps: 8, seed: 1,
+    hidden: V2_LITE.hidden, heads: V2_LITE.heads, kvLoraRank: V2_LITE.kvLoraRank,
+    qkNopeHeadDim: V2_LITE.qkNopeHeadDim, qkRopeHeadDim: V2_LITE.qkRopeHeadDim,
+    vHeadDim: V2_LITE.vHeadDim, pageSize: 64, weights: null, config: null,
+    layerPrefix: 'model.layers.0.self_attn.', checkSeq: 0, check: true, warmup: true, graphMode: 'auto',
+    sizesGiven: [],
+  };
+  const integer = (name, text, min) => {
+    if (text === undefined || !/^\d+$/.test(text) || Number(text) < min) {
+      fail(`${name} expects an integer ≥ ${min}, got ${JSON.stringify(text)}`);
+    }
+    return Number(text);
+  };
+  const sizes = {
+    '--hidden': 'hidden', '--heads': 'heads', '--kv-lora-rank': 'kvLoraRank',
+    '--qk-nope-head-dim': 'qkNopeHeadDim', '--qk-rope-head-dim': 'qkRopeHeadDim',
+    '--v-head-dim': 'vHeadDim',
+  };
+  for (let i = 0; i < argv.length; i++) {
+    let arg = argv[i];
+    let value;
+    const eq = arg.indexOf('=');
+    if (arg.startsWith('--') && eq > 0) {
+      value = arg.slice(eq + 1);
+      arg = arg.slice(0, eq);
+    }
+    const next = () => value ?? argv[++i];
+    switch (arg) {
+      case '--help': case '-h':
+        console.log(HELP);
+        process.exit(0);
+        break;
+      case '--backend': {
+        const b = next();
+        if (b !== 'webgpu' && b !== 'cpu') fail(`--backend expects webgpu or cpu, got ${JSON.stringify(b)}`);
+        o.backend = b;
+        break;
+      }
+      case '--prompts': {
+        const text = next();
+        if (text === undefined || !/^\d+(,\d+)*$/.test(text)) {
+          fail(`--prompts expects comma-separated lengths like 64,17,40,5, got ${JSON.stringify(text)}`);
+        }
+        o.prompts = text.split(',').map(Number);
+        if (o.prompts.some((n) => n < 1)) fail('--prompts: every prompt needs at least 1 token');
+        break;
+      }
+      case '--steps': o.steps = integer('--steps', next(), 0); break;
+      case '--seed': o.seed = integer('--seed', next(), 0); break;
+      case '--page-size': o.pageSize = integer('--page-size', next(), 1); break;
+      case '--weights': o.weights = next() ?? fail('--weights expects a file'); break;
+      case '--config': o.config = next() ?? fail('--config expects a file'); break;
+      case '--layer-prefix': {
+        const p = next();
+        if (p === undefined) fail('--layer-prefix expects a prefix');
+        o.layerPrefix = p;
+        break;
+      }
+      case '--graph-mode': {
+        const m = next();
+        if (!['auto', 'prefill', 'decode'].includes(m)) {
+          fail(`--graph-mode expects auto, prefill or decode, got ${JSON.stringify(m)}`);
+        }
+        o.graphMode = m;
+        break;
+      }
+      case '--check-seq': o.checkSeq = integer('--check-seq', next(), 0); break;
+      case '--no-check': o.check = false; break;
+      case '--no-warmup': o.warmup = false; break;
+      default:
+        if (arg in sizes) {
+          o[sizes[arg]] = integer(arg, next(), arg === '--qk-rope-head-dim' ? 2 : 1);
+          o.sizesGiven.push(arg);
+          break;
+        }
+        fail(`unknown option ${JSON.stringify(argv[i])}`);
+    }
+  }
+  if (o.qkRopeHeadDim % 2 !== 0) fail(`--qk-rope-head-dim must be even, got ${o.qkRopeHeadDim}`);
+  if ((o.weights === null) !== (o.config === null)) fail('--weights and --config go together');
+  if (o.checkSeq >= o.prompts.length) {
+    fail(`--check-seq ${o.checkSeq}: the batch has ${o.prompts.length} sequences`);
+  }
+  return o;
+}
+
+// ---- progress on stderr --------------------------------------------------------------------
+
+const isTTY = Boolean(process.stderr.isTTY);
+const t0 = performance.now();
+const elapsed = () => `${((performance.now() - t0) / 1000).toFixed(1)} s`;
+
+/** A progress bar on a TTY; on a pipe, plain lines (about ten per phase). */
+class Progress {
+  start(label, total) {
+    this.label = label;
+    this.total = total;
+    this.done = 0;
+    this.lastLine = -1;
+    this.draw('');
+  }
+
+  tick(detail = '') {
+    this.done++;
+    this.draw(detail);
+    if (this.done === this.total && isTTY) process.stderr.write('\n');
+  }
+
+  draw(detail) {
+    const {label, total, done} = this;
+    if (isTTY) {
+      const width = 28;
+      const filled = total === 0 ? width : Math.round(width * done / total);
+      const bar = '█'.repeat(filled) + '░'.repeat(width - filled);
+      const line = `${label.padEnd(18)} [${bar}] ${String(done).padStart(String(total).length)}/${total}` +
+                   `  ${detail}  (${elapsed()})`;
+      process.stderr.write(`\r\x1b[2K${line.slice(0, (process.stderr.columns || 120) - 1)}`);
+    } else {
+      // Plain lines: the first, roughly every tenth, and the last.
+      const tenth = Math.floor(10 * done / Math.max(1, total));
+      if (done === 0 || done === total || tenth !== this.lastLine) {
+        this.lastLine = tenth;
+        process.stderr.write(`[demo] ${label} ${done}/${total}${detail ? `  ${detail}` : ''}  (${elapsed()})\n`);
+      }
+    }
+  }
+}
+
+function say(line) {
+  if (isTTY) process.stderr.write('\r\x1b[2K');
+  process.stderr.write(`[demo] ${line}\n`);
+}
+
+// ---- seeded numbers --------------------------------------------------------------------------
+
+/** mulberry32: a small seeded PRNG, uniform in [0, 1). */
+function prng(seed) {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6D2B79F5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/** n values, uniform with standard deviation `std` (half-width std·√3). */
+function uniform(random, n, std) {
+  const out = new Float32Array(n);
+  const a = std * Math.sqrt(3);
+  for (let i = 0; i < n; i++) out[i] = (2 * random() - 1) * a;
+  return out;
+}
+
+/** Host-side weights {name: {shape, values}} for a layer's HF weight shapes. */
+function randomWeights(shapes, seed) {
+  const random = prng(seed);
+  const weights = {};
+  for (const [name, shape] of shapes) {
+    const n = shape.reduce((a, b) => a * b, 1);
+    weights[name] = {shape, values: name.endsWith('layernorm.weight') ?
+      new Float32Array(n).fill(1) : uniform(random, n, 1 / Math.sqrt(shape[shape.length - 1]))};
+  }
+  return weights;
+}
+
+// ---- the layer ----------------------------------------------------------------------------------
+
+/** A fresh rope + layer + cache on the active backend, loaded with the host weights. */
+function buildModel(spec, weights, seqLens) {
+  const maxSeqLen = Math.max(...seqLens);
+  let args;
+  if (spec.hfConfig !== null) {
+    ({args} = fromHFConfig(spec.hfConfig, {maxSeqLen, pageSize: spec.pageSize}));
+  } else {
+    const rope = new DeepseekYarnRotaryEmbedding({
+      dim: spec.qkRopeHeadDim, nHeads: spec.heads, theta: V2_LITE.theta, maxSeqLen,
+      scalingParams: V2_LITE.yarn});
+    args = {
+      rope, numAttentionHeads: spec.heads, numKeyValueHeads: spec.heads, hiddenSize: spec.hidden,
+      kvParams: new KVCacheParams({headDim: spec.kvLoraRank + spec.qkRopeHeadDim, pageSize: spec.pageSize}),
+      kvLoraRank: spec.kvLoraRank, qkNopeHeadDim: spec.qkNopeHeadDim,
+      qkRopeHeadDim: spec.qkRopeHeadDim, vHeadDim: spec.vHeadDim,
+    };
+  }
+  const layer = new LatentAttentionWithRope({...args, graphMode: spec.graphMode,
+                                             name: `mla_demo_${tf.getBackend()}_${++modelCount}`});
+  if (weights !== null) {
+    const tensors = {};
+    for (const [name, {shape, values}] of Object.entries(weights)) tensors[name] = tf.tensor(values, shape);
+    layer.loadStateDict(tensors);
+    Object.values(tensors).forEach((t) => t.dispose());
+  }
+  const pages = seqLens.reduce((sum, n) => sum + Math.ceil(n / args.kvParams.pageSize), 0);
+  const cache = new PagedKVCache(args.kvParams, {totalNumPages: Math.max(1, pages)});
+  return {layer, cache, args};
+}
+let modelCount = 0;
+
+/**
+ * One step: x rows of the batch (concatenated), the cache reserves and commits them.
+ * Returns the output as host numbers (awaited: the step is timed to its finished result).
+ */
+async function runStep(model, seqIds, counts, xValues, hidden, read = true) {
+  const offsets = [0];
+  for (const c of counts) offsets.push(offsets[offsets.length - 1] + c);
+  const x = tf.tensor2d(xValues, [offsets[offsets.length - 1], hidden]);
+  const collection = model.cache.fetch(seqIds, counts);
+  const y = model.layer.forward(x, {kvCollection: collection, inputRowOffsets: offsets});
+  model.cache.step(seqIds, counts);
+  const values = read ? await y.data() : null;
+  x.dispose();
+  y.dispose();
+  return {values, offsets};
+}
+
+/** Rows [from, to) of every sequence's input, concatenated. */
+function gatherInputs(inputs, ranges, hidden) {
+  const total = ranges.reduce((s, [a, b]) => s + b - a, 0);
+  const out = new Float32Array(total * hidden);
+  let row = 0;
+  ranges.forEach(([from, to], b) => {
+    out.set(inputs[b].subarray(from * hidden, to * hidden), row * hidden);
+    row += to - from;
+  });
+  return out;
+}
+
+// ---- the run ------------------------------------------------------------------------------------
+
+/** Activates cpu once with tfjs's "install tfjs-node" banner muted (it would land mid-progress). */
+async function quietCpu() {
+  const warn = console.warn;
+  console.warn = () => {};
+  try {
+    await tf.setBackend('cpu');
+    tf.tensor1d([0]).dispose();
+  } finally {
+    console.warn = warn;
+  }
+}
+
+/** The kernels a run uses: MLAPrefill only when a step has more than 8 new tokens of a sequence. */
+function requiredKernels(prompts, graphMode) {
+  const prefillPath = graphMode === 'prefill' ||
+                      (graphMode === 'auto' && Math.max(...prompts) > MLA_DECODE_MAX_NEW_TOKENS);
+  return prefillPath ?
+    ['FusedRope', 'MLAPrefill', 'MLADecode'] : ['FusedRope', 'MLADecode'];
+}
+
+async function chooseBackend(wanted, kernels) {
+  await quietCpu();
+  if (wanted === 'cpu') {
+    await tf.setBackend('cpu');
+    return {backend: 'cpu', device: 'cpu (tfjs-backend-cpu, JS)', note: null};
+  }
+  try {
+    const info = await initNodeWebGPU();
+    const missing = kernels.filter((k) => tf.getKernel(k, 'webgpu') === undefined);
+    if (missing.length > 0) {
+      await releaseNodeWebGPU();
+      await tf.setBackend('cpu');
+      return {backend: 'cpu', device: 'cpu (tfjs-backend-cpu, JS)',
+              note: `FALLING BACK TO CPU: this build has no webgpu kernel for ${missing.join(', ')}`};
+    }
+    const a = info.adapterInfo;
+    const device = [a.vendor, a.architecture, a.device, a.description].filter(Boolean).join(' / ');
+    return {backend: 'webgpu', device: `webgpu (${device || 'unknown adapter'})`, note: null};
+  } catch (e) {
+    await tf.setBackend('cpu');
+    return {backend: 'cpu', device: 'cpu (tfjs-backend-cpu, JS)',
+            note: `FALLING BACK TO CPU: no WebGPU here (${e.message.replace(/^initNodeWebGPU: /, '')})`};
+  }
+}
+
+async function hostWeightsFromFile(options, layerShapes) {
+  say(`loading ${options.weights} (prefix ${JSON.stringify(options.layerPrefix)})`);
+  const tensors = await loadSafetensors(options.weights, {prefix: options.layerPrefix});
+  const weights = {};
+  for (const name of layerShapes.keys()) {
+    if (!(name in tensors)) {
+      const found = Object.keys(tensors);
+      throw new Error(`--weights: no '${options.layerPrefix}${name}' in ${options.weights} ` +
+                      `(under the prefix: ${found.length ? found.slice(0, 8).join(', ') : 'nothing; check --layer-prefix'})`);
+    }
+  }
+  for (const [name, t] of Object.entries(tensors)) {
+    weights[name] = {shape: t.shape, values: await t.data()};
+    t.dispose();
+  }
+  return weights;
+}
+
+function fmtBytes(n) {
+  const units = ['B', 'KiB', 'MiB', 'GiB'];
+  let v = n;
+  let u = 0;
+  while (v >= 1024 && u < units.length - 1) {
+    v /= 1024;
+    u++;
+  }
+  return `${n.toLocaleString('en-US')} B${u > 0 ? ` (${v.toFixed(2)} ${units[u]})` : ''}`;
+}
+
+function fmtRate(tokens, ms) {
+  const rate = tokens / (ms / 1000);
+  return `${rate >= 100 ? rate.toFixed(0) : rate >= 10 ? rate.toFixed(1) : rate.toFixed(2)} tokens/s`;
+}
+
+async function main() {
+  const options = parseOptions(process.argv.slice(2));
+  const {prompts, steps} = options;
+  const B = prompts.length;
+  const finalLens = prompts.map((p) => p + steps);
+
+  const chosen = await chooseBackend(options.backend, requiredKernels(prompts, options.graphMode));
+  if (chosen.note) say(chosen.note);
+  say(`backend: ${chosen.device}`);
+
+  // Sizes: from the config with --weights, else the options (V2-Lite by default).
+  let spec = {...options, hfConfig: null};
+  if (options.config !== null) {
+    if (options.sizesGiven.length > 0) {
+      say(`ignoring ${options.sizesGiven.join(', ')}: the sizes come from ${options.config}`);
+    }
+    const hfConfig = JSON.parse(readFileSync(options.config, 'utf8'));
+    const {args} = fromHFConfig(hfConfig, {maxSeqLen: Math.max(...finalLens), pageSize: options.pageSize});
+    spec = {...spec, hfConfig, hidden: args.hiddenSize, heads: args.numAttentionHeads,
+            kvLoraRank: args.kvLoraRank, qkNopeHeadDim: args.qkNopeHeadDim,
+            qkRopeHeadDim: args.qkRopeHeadDim, vHeadDim: args.vHeadDim, qLoraRank: args.qLoraRank ?? null};
+  }
+  const {hidden, heads: H, kvLoraRank: L, qkNopeHeadDim: N, qkRopeHeadDim: R, vHeadDim: V} = spec;
+
+  // The weights, on the host, so every backend gets the same numbers.
+  const probe = buildModel(spec, null, [1]);
+  const shapes = probe.layer.expectedWeightShapes();
+  probe.cache.dispose();
+  probe.layer.dispose();
+  const weights = options.weights !== null ? await hostWeightsFromFile(options, shapes) :
+                                             randomWeights(shapes, options.seed);
+  const nParams = Object.values(weights).reduce((s, w) => s + w.values.length, 0);
+  say(`layer: hidden ${hidden}, ${H} heads, ${spec.qLoraRank ? `q-LoRA ${spec.qLoraRank}` : 'no q-LoRA'}, ` +
+      `kvLoraRank ${L}, nope ${N}, rope ${R}, v ${V}; ${(nParams / 1e6).toFixed(1)} M parameters ` +
+      `(${options.weights ?? `random, seed ${options.seed}`})`);
+  say(`batch: ${B} prompts of ${prompts.join('/')} tokens, then ${steps} decode steps each`);
+
+  // Every token's input row, per sequence (seeded: the cpu reference sees the same ones).
+  const inputRandom = prng(options.seed * 7919 + 17);
+  const inputs = finalLens.map((n) => uniform(inputRandom, n * hidden, 1));
+
+  const progress = new Progress();
+  const model = buildModel(spec, weights, finalLens);
+  const seqIds = prompts.map((_, b) => b);
+
+  let warmupMs = null;
+  if (options.warmup && chosen.backend === 'webgpu') {
+    // WebGPU compiles a pipeline the first time each program runs (seconds each on SwiftShader).
+    // Compile them all first, in parallel and without computing anything: tfjs's compile-only
+    // mode walks one prefill and one decode step of the same shapes and creates the pipelines.
+    // It runs on a separate layer and cache: in this mode no kernel computes, so tensors a
+    // layer derives and keeps (the absorbed W_UK / W_UV) would hold garbage.
+    progress.start('compiling shaders', 2);
+    const t = performance.now();
+    const warm = buildModel(spec, weights, finalLens);
+    seqIds.forEach((id) => warm.cache.claim(id));
+    tf.env().set('WEBGPU_ENGINE_COMPILE_ONLY', true);
+    try {
+      await runStep(warm, seqIds, prompts, gatherInputs(inputs, prompts.map((p) => [0, p]), hidden),
+                    hidden, false);
+      if (steps > 0) {
+        await runStep(warm, seqIds, prompts.map(() => 1),
+                      gatherInputs(inputs, prompts.map((p) => [p, p + 1]), hidden), hidden, false);
+      }
+    } finally {
+      tf.env().set('WEBGPU_ENGINE_COMPILE_ONLY', false);
+    }
+    progress.tick('pipelines requested');
+    await tf.backend().checkCompileCompletionAsync();
+    warm.cache.dispose();
+    warm.layer.dispose();
+    warmupMs = performance.now() - t;
+    progress.tick(`${Object.keys(tf.backend().pipelineCache ?? {}).length} pipelines ready`);
+  }
+
+  seqIds.forEach((id) => model.cache.claim(id));
+  const sample = options.checkSeq;
+  const sampleOut = [];   // outputs of the sampled sequence, token by token
+
+  // Prefill: every prompt in one ragged step.
+  progress.start('prefill', 1);
+  const prefillTokens = prompts.reduce((a, b) => a + b, 0);
+  let t = performance.now();
+  const pre = await runStep(model, seqIds, prompts,
+                            gatherInputs(inputs, prompts.map((p) => [0, p]), hidden), hidden);
+  const prefillMs = performance.now() - t;
+  sampleOut.push(pre.values.subarray(pre.offsets[sample] * hidden, pre.offsets[sample + 1] * hidden));
+  progress.tick(`${prefillTokens} tokens, ${fmtRate(prefillTokens, prefillMs)}`);
+
+  // Decode: one new token per sequence per step.
+  progress.start('decode', steps);
+  const stepMs = [];
+  for (let s = 0; s < steps; s++) {
+    t = performance.now();
+    const out = await runStep(model, seqIds, prompts.map(() => 1),
+                              gatherInputs(inputs, prompts.map((p) => [p + s, p + s + 1]), hidden), hidden);
+    stepMs.push(performance.now() - t);
+    sampleOut.push(out.values.subarray(sample * hidden, (sample + 1) * hidden));
+    progress.tick(`${stepMs[s].toFixed(0)} ms/step, context ${Math.max(...prompts) + s + 1}`);
+  }
+  const decodeMs = stepMs.reduce((a, b) => a + b, 0);
+  const decodeTokens = B * steps;
+
+  // Memory of the tokens held: one latent row (L + R floats) per token and layer, against
+  // K (H·(N+R)) and V (H·V) per token and layer for standard multi-head attention.
+  const tokensHeld = seqIds.reduce((s, id) => s + model.cache.cacheLength(id), 0);
+  const mlaFloats = L + R;
+  const mhaFloats = H * (N + R) + H * V;
+  const mlaBytes = tokensHeld * mlaFloats * 4;
+  const mhaBytes = tokensHeld * mhaFloats * 4;
+  const pageBytes = model.cache.totalNumPages * model.args.kvParams.pageSize * mlaFloats * 4;
+  model.cache.dispose();
+  model.layer.dispose();
+
+  // The cpu reference: the same weights and the sampled sequence's tokens alone.
+  let check = null;
+  if (options.check) {
+    const backendBefore = tf.getBackend();
+    await tf.setBackend('cpu');
+    const p = prompts[sample];
+    progress.start(`cpu reference (seq ${sample})`, 1 + steps);
+    const ref = buildModel(spec, weights, [finalLens[sample]]);
+    ref.cache.claim(0);
+    const refOut = [];
+    refOut.push((await runStep(ref, [0], [p], inputs[sample].subarray(0, p * hidden), hidden)).values);
+    progress.tick('prefill');
+    for (let s = 0; s < steps; s++) {
+      refOut.push((await runStep(ref, [0], [1],
+                                 inputs[sample].subarray((p + s) * hidden, (p + s + 1) * hidden), hidden)).values);
+      progress.tick(`decode step ${s + 1}`);
+    }
+    ref.cache.dispose();
+    ref.layer.dispose();
+    let maxDiff = 0;
+    let maxRef = 0;
+    refOut.forEach((r, i) => {
+      const got = sampleOut[i];
+      for (let j = 0; j < r.length; j++) {
+        maxDiff = Math.max(maxDiff, Math.abs(got[j] - r[j]));
+        maxRef = Math.max(maxRef, Math.abs(r[j]));
+      }
+    });
+    const finite = refOut.every((r) => r.every(Number.isFinite)) && sampleOut.every((r) => r.every(Number.isFinite));
+    check = {maxDiff: finite ? maxDiff : NaN, maxRef, tokens: finalLens[sample]};
+    if (tf.findBackend(backendBefore) !== null) await tf.setBackend(backendBefore);
+  }
+
+  // ---- the table (stdout) --------------------------------------------------------------------
+  const rows = [
+    ['backend', chosen.device + (chosen.note ? '  [fallback]' : '')],
+    ['layer', `hidden ${hidden}, ${H} heads, L ${L}, nope ${N}, rope ${R}, v ${V}` +
+              (spec.hfConfig ? ` (${options.config})` : isV2Lite(spec) ? ' (V2-Lite shape, random weights)' :
+                                                         ' (random weights)')],
+    ['batch', `${B} sequences, prompts ${prompts.join('/')}, ${steps} decode steps each` +
+              (options.graphMode === 'auto' ? '' : `, graphMode '${options.graphMode}'`)],
+    ...(warmupMs === null ? [] : [['shader compilation (untimed)', `${(warmupMs / 1000).toFixed(1)} s before the run`]]),
+    [`prefill (${prefillTokens} tokens, 1 step)`, `${fmtRate(prefillTokens, prefillMs)}  (${(prefillMs / 1000).toFixed(2)} s)`],
+    [`decode (${B} × ${steps} tokens)`, steps === 0 ? 'n/a (--steps 0)' :
+      `${fmtRate(decodeTokens, decodeMs)}  (${(decodeMs / steps).toFixed(0)} ms/step of ${B} tokens)`],
+    ['tokens held in the cache', `${tokensHeld.toLocaleString('en-US')}`],
+    ['MLA latent cache', `${fmtBytes(mlaBytes)}  = ${mlaFloats} floats/token/layer`],
+    ['standard MHA cache (K+V)', `${fmtBytes(mhaBytes)}  = ${H}·(${N}+${R}) + ${H}·${V} = ${mhaFloats.toLocaleString('en-US')} floats/token/layer`],
+    ['MHA / MLA', `${(mhaBytes / mlaBytes).toFixed(2)}× smaller with MLA`],
+    ['pages allocated (MLA)', `${model.cache.totalNumPages} × ${model.args.kvParams.pageSize} rows = ${fmtBytes(pageBytes)}`],
+    check === null ? ['vs cpu reference', 'skipped (--no-check)'] :
+      [`vs cpu reference (seq ${sample}, ${check.tokens} tokens)`,
+       `max |Δ| ${check.maxDiff.toExponential(2)}  = ${(check.maxDiff / check.maxRef).toExponential(2)} of max|y| ${check.maxRef.toPrecision(3)}`],
+  ];
+  const w = Math.max(...rows.map(([k]) => k.length));
+  const lines = [
+    '',
+    `tfjs-mla demo: DeepSeek-style Multi-head Latent Attention on ${chosen.backend}`,
+    `${'metric'.padEnd(w)}  value`,
+    `${'-'.repeat(w)}  ${'-'.repeat(Math.max(...rows.map(([, v]) => v.length)))}`,
+    ...rows.map(([k, v]) => `${k.padEnd(w)}  ${v}`),
+  ];
+  console.log(lines.join('\n'));
+  if (chosen.note) console.log(`\nnote: ${chosen.note}`);
+  say(`done in ${elapsed()}`);
+  return check !== null && !Number.isFinite(check.maxDiff) ? 1 : 0;
+}
+
+let code = 1;
+try {
+  code = await main();
+} catch (e) {
+  if (isTTY) process.stderr.write('\n');
+  console.error(`demo: ERROR: ${process.env.DEMO_DEBUG && e?.stack ? e.stack : e?.message ?? e}`);
+  code = 1;
+}
+try {
+  await releaseNodeWebGPU();   // async (it lets Dawn finish before teardown)
+} catch {
+  // nothing to release
+}
+process.exit(code);

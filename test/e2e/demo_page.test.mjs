@@ -1,0 +1,175 @@
+#!/usr/bin/env node
+// The browser demo page, end to end: bundle demos/web/main.ts, serve demos/ on a free port,
+// load the page in headless Chromium (WebGPU on SwiftShader) with playwright-core, wait for the
+// finished run, check the numbers it shows, and save a screenshot in test-output/.
+//
+//   node test/e2e/demo_page.test.mjs [--no-build] [--timeout SECONDS] [--url-params 'steps=8&…']
+//
+// Run by `npm test` as its last step (skip with `npm test -- --skip-e2e`). Exit code 0 = pass.
+// Prints one line `[e2e] PASS …` or `[e2e] FAIL …`.
+import {existsSync, mkdirSync} from 'node:fs';
+import path from 'node:path';
+import {fileURLToPath} from 'node:url';
+import {buildWebDemo, startDemoServer} from '../../scripts/serve-demo.mjs';
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
+const outDir = path.join(root, 'test-output');
+const screenshot = path.join(outDir, 'demo_page.png');
+
+// The sizes the page runs with (its defaults, spelled out so the checks below can use them;
+// --url-params overrides them).
+let SIZES = {hidden: 512, heads: 16, kvLoraRank: 128, nope: 32, rope: 16, v: 32};
+let PROMPTS = [64, 17, 40, 5];
+let STEPS = 24;
+
+const argv = process.argv.slice(2);
+let build = true;
+let timeoutS = 600;
+let extraParams = '';
+for (let i = 0; i < argv.length; i++) {
+  if (argv[i] === '--no-build') build = false;
+  else if (argv[i] === '--timeout') timeoutS = Number(argv[++i]);
+  else if (argv[i] === '--url-params') extraParams = argv[++i] ?? '';
+  else {
+    console.error(`[e2e] unknown argument ${JSON.stringify(argv[i])}`);
+    process.exit(2);
+  }
+}
+
+const CHROMIUM_ARGS = [
+  '--no-sandbox',
+  '--enable-unsafe-webgpu',
+  '--use-webgpu-adapter=swiftshader',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+  '--no-first-run',
+  '--disable-dev-shm-usage',
+];
+
+function findChromium() {
+  return [process.env.CHROME_BIN, '/usr/bin/chromium', '/usr/bin/chromium-browser']
+    .find((c) => c && existsSync(c));
+}
+
+const failures = [];
+function check(condition, what) {
+  if (!condition) failures.push(what);
+  console.log(`[e2e]   ${condition ? 'ok  ' : 'FAIL'} ${what}`);
+}
+
+async function run() {
+  const started = Date.now();
+  const executablePath = findChromium();
+  if (!executablePath) throw new Error('no Chromium found (set CHROME_BIN, or apt-get install chromium)');
+  if (build) {
+    console.log('[e2e] bundling demos/web/main.ts');
+    await buildWebDemo();
+  }
+  const {chromium} = await import('playwright-core');
+  const {server, url} = await startDemoServer({port: 0});
+  let browser;
+  try {
+    browser = await chromium.launch({executablePath, headless: true, args: CHROMIUM_ARGS});
+    const page = await browser.newPage({viewport: {width: 1200, height: 900}});
+    const logs = [];
+    page.on('console', (m) => logs.push(`console.${m.type()}: ${m.text()}`));
+    page.on('pageerror', (e) => logs.push(`pageerror: ${e.message}`));
+    const params = new URLSearchParams({
+      ...Object.fromEntries(Object.entries(SIZES).map(([k, v]) => [k, String(v)])),
+      prompts: PROMPTS.join(','), steps: String(STEPS), backend: 'webgpu',
+    });
+    for (const [k, v] of new URLSearchParams(extraParams)) params.set(k, v);
+    SIZES = Object.fromEntries(Object.keys(SIZES).map((k) => [k, Number(params.get(k))]));
+    PROMPTS = params.get('prompts').split(',').map(Number);
+    STEPS = Number(params.get('steps'));
+    const pageUrl = `${url}?${params}`;
+    console.log(`[e2e] ${pageUrl} in ${executablePath} (headless, WebGPU on SwiftShader)`);
+    await page.goto(pageUrl);
+
+    // Wait for the run to finish (or fail), printing the status line now and then.
+    const deadline = Date.now() + timeoutS * 1000;
+    let state = '';
+    let lastStatus = '';
+    while (Date.now() < deadline) {
+      state = await page.evaluate(() => document.body.dataset.state ?? '');
+      if (state === 'done' || state === 'error') break;
+      const status = await page.evaluate(() => document.getElementById('status')?.textContent ?? '');
+      if (status !== lastStatus) {
+        console.log(`[e2e]   status: ${status}`);
+        lastStatus = status;
+      }
+      await page.waitForTimeout(1000);
+    }
+    mkdirSync(outDir, {recursive: true});
+    await page.screenshot({path: screenshot, fullPage: true});
+    console.log(`[e2e] screenshot: ${path.relative(root, screenshot)}`);
+
+    if (state !== 'done') {
+      const error = await page.evaluate(() => document.body.dataset.error ?? '');
+      logs.slice(-20).forEach((l) => console.log(`[e2e]   ${l}`));
+      throw new Error(state === 'error' ? `the page reports an error: ${error}` :
+                                          `the run did not finish within ${timeoutS} s (state ${JSON.stringify(state)})`);
+    }
+
+    const read = await page.evaluate(() => {
+      const cell = (id) => document.getElementById(id);
+      const value = (id) => cell(id)?.dataset.value;
+      const svgPoints = (id) => [...document.querySelectorAll(`#${id} path[data-points]`)]
+        .map((p) => Number(p.getAttribute('data-points')));
+      return {
+        backend: value('backend'), backendText: cell('backend')?.textContent,
+        note: cell('backend-note')?.textContent,
+        prefillTps: Number(value('prefill-tps')), decodeTps: Number(value('decode-tps')),
+        tokensHeld: Number(value('tokens-held')), mlaBytes: Number(value('mla-bytes')),
+        mhaBytes: Number(value('mha-bytes')), ratio: Number(value('ratio')),
+        maxDiff: Number(value('check')), maxRef: Number(cell('check')?.dataset.maxRef),
+        ready: cell('results')?.dataset.ready,
+        latencyPoints: svgPoints('latency-chart'), memoryPoints: svgPoints('memory-chart'),
+        texts: ['prefill-tps', 'decode-tps', 'mla-bytes', 'mha-bytes', 'ratio', 'check']
+          .map((id) => `${id}: ${cell(id)?.textContent}`),
+      };
+    });
+    read.texts.forEach((t) => console.log(`[e2e]   ${t}`));
+
+    const {hidden, heads: H, kvLoraRank: L, nope: N, rope: R, v: V} = SIZES;
+    void hidden;
+    const tokens = PROMPTS.reduce((a, b) => a + b, 0) + PROMPTS.length * STEPS;
+    const expectedRatio = (H * (N + R) + H * V) / (L + R);
+    check(read.backend === 'webgpu', `backend is webgpu (page says ${JSON.stringify(read.backendText)}` +
+                                     `${read.note ? `; ${read.note}` : ''})`);
+    check(read.ready === 'true', 'the numbers panel is marked ready');
+    check(Number.isFinite(read.prefillTps) && read.prefillTps > 0, `prefill throughput is positive and finite (${read.prefillTps})`);
+    check(Number.isFinite(read.decodeTps) && read.decodeTps > 0, `decode throughput is positive and finite (${read.decodeTps})`);
+    check(read.tokensHeld === tokens, `tokens held ${read.tokensHeld} = prompts + steps · batch = ${tokens}`);
+    check(read.mlaBytes === tokens * (L + R) * 4, `MLA bytes ${read.mlaBytes} = tokens · (L+R) · 4`);
+    check(read.mhaBytes === tokens * (H * (N + R) + H * V) * 4, `standard bytes ${read.mhaBytes} = tokens · (H(N+R) + HV) · 4`);
+    check(read.mlaBytes < read.mhaBytes, 'MLA bytes < standard bytes');
+    check(Math.abs(read.ratio - expectedRatio) < 1e-9, `ratio ${read.ratio.toFixed(4)} = ${expectedRatio.toFixed(4)} for these sizes`);
+    check(Number.isFinite(read.maxDiff) && read.maxRef > 0 && read.maxDiff / read.maxRef < 1e-3,
+          `webgpu agrees with the cpu reference (max |Δ| ${read.maxDiff} = ${(read.maxDiff / read.maxRef).toExponential(2)} of max|y|)`);
+    check(read.latencyPoints.length === 1 && read.latencyPoints[0] === STEPS,
+          `the latency chart plots ${STEPS} decode steps (${read.latencyPoints.join(', ')})`);
+    check(read.memoryPoints.length === 3 && read.memoryPoints.every((n) => n === STEPS + 2),
+          `the memory chart plots 3 series of ${STEPS + 2} points (${read.memoryPoints.join(', ')})`);
+    const errors = logs.filter((l) => l.startsWith('pageerror') || l.startsWith('console.error'));
+    check(errors.length === 0, `no page errors${errors.length ? `: ${errors.slice(0, 3).join(' | ')}` : ''}`);
+    console.log(`[e2e] page run finished in ${((Date.now() - started) / 1000).toFixed(1)} s`);
+  } finally {
+    if (browser) await browser.close().catch(() => {});
+    server.close();
+  }
+}
+
+try {
+  await run();
+} catch (e) {
+  failures.push(e.message);
+  console.log(`[e2e] ERROR: ${e.message}`);
+}
+if (failures.length === 0) {
+  console.log('[e2e] PASS demo page (test/e2e/demo_page.test.mjs)');
+  process.exit(0);
+}
+console.log(`[e2e] FAIL demo page: ${failures.length} check(s) failed: ${failures.join('; ')}`);
+process.exit(1);
