@@ -268,14 +268,14 @@ function buildModel(config: DemoConfig, weights: Record<string, HostTensor>|null
 }
 
 async function runStep(model: Model, seqIds: number[], counts: number[], x: Float32Array,
-                       hidden: number): Promise<{values: Float32Array, offsets: number[]}> {
+                       hidden: number, read = true): Promise<{values: Float32Array, offsets: number[]}> {
   const offsets = [0];
   for (const c of counts) offsets.push(offsets[offsets.length - 1] + c);
   const input = tf.tensor2d(x, [offsets[offsets.length - 1], hidden]);
   const collection = model.cache.fetch(seqIds, counts);
   const y = model.layer.forward(input, {kvCollection: collection, inputRowOffsets: offsets});
   model.cache.step(seqIds, counts);
-  const values = await y.data() as Float32Array;
+  const values = read ? await y.data() as Float32Array : new Float32Array(0);
   input.dispose();
   y.dispose();
   return {values, offsets};
@@ -364,19 +364,29 @@ async function main(): Promise<void> {
   const inputs = finalLens.map((n) => uniform(inputRandom, n * hidden, 1));
   const model = buildModel(config, weights, finalLens);
 
-  if (config.warmup) {
-    setStatus(`Warming up on ${backend} (compiling the shaders: one untimed prefill and decode step)…`);
+  if (config.warmup && backend === 'webgpu') {
+    // WebGPU compiles each program's pipeline on first use (slow on SwiftShader). tfjs's
+    // compile-only mode walks a prefill and a decode step of the same shapes, creating the
+    // pipelines in parallel without computing; a separate layer and cache take that walk, since
+    // tensors a layer derives and keeps (the absorbed W_UK / W_UV) would hold garbage.
+    setStatus('Compiling the WebGPU shaders (untimed)…');
     await nextFrame();
-    const scratch = new PagedKVCache(model.kvParams, {totalNumPages: model.cache.totalNumPages});
-    const warm = {...model, cache: scratch};
     const warmStart = performance.now();
-    seqIds.forEach((id) => scratch.claim(id));
-    await runStep(warm, seqIds, prompts, gatherInputs(inputs, prompts.map((p) => [0, p]), hidden), hidden);
-    if (steps > 0) {
-      await runStep(warm, seqIds, prompts.map(() => 1),
-                    gatherInputs(inputs, prompts.map((p) => [p, p + 1]), hidden), hidden);
+    const warm = buildModel(config, weights, finalLens);
+    seqIds.forEach((id) => warm.cache.claim(id));
+    tf.env().set('WEBGPU_ENGINE_COMPILE_ONLY', true);
+    try {
+      await runStep(warm, seqIds, prompts, gatherInputs(inputs, prompts.map((p) => [0, p]), hidden), hidden, false);
+      if (steps > 0) {
+        await runStep(warm, seqIds, prompts.map(() => 1),
+                      gatherInputs(inputs, prompts.map((p) => [p, p + 1]), hidden), hidden, false);
+      }
+    } finally {
+      tf.env().set('WEBGPU_ENGINE_COMPILE_ONLY', false);
     }
-    scratch.dispose();
+    await (tf.backend() as unknown as {checkCompileCompletionAsync(): Promise<void>}).checkCompileCompletionAsync();
+    warm.cache.dispose();
+    warm.layer.dispose();
     document.body.dataset.warmupMs = String(Math.round(performance.now() - warmStart));
   }
 
