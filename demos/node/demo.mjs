@@ -204,16 +204,25 @@ const elapsed = () => `${((performance.now() - t0) / 1000).toFixed(1)} s`;
 
 /** A progress bar on a TTY; on a pipe, plain lines (about ten per phase). */
 class Progress {
-  start(label, total) {
+  start(label, total, detail = '') {
     this.label = label;
     this.total = total;
     this.done = 0;
     this.lastLine = -1;
-    this.draw('');
+    this.detail = detail;
+    this.draw(detail);
+    if (isTTY && this.timer === undefined) {
+      // Redraw every second so the elapsed time moves during long steps.
+      this.timer = setInterval(() => {
+        if (this.done < this.total) this.draw(this.detail);
+      }, 1000);
+      this.timer.unref();
+    }
   }
 
   tick(detail = '') {
     this.done++;
+    this.detail = detail;
     this.draw(detail);
     if (this.done === this.total && isTTY) process.stderr.write('\n');
   }
@@ -472,7 +481,6 @@ async function main() {
     // mode walks one prefill and one decode step of the same shapes and creates the pipelines.
     // It runs on a separate layer and cache: in this mode no kernel computes, so tensors a
     // layer derives and keeps (the absorbed W_UK / W_UV) would hold garbage.
-    progress.start('compiling shaders', 2);
     const t = performance.now();
     const warm = buildModel(spec, weights, finalLens);
     seqIds.forEach((id) => warm.cache.claim(id));
@@ -487,12 +495,13 @@ async function main() {
     } finally {
       tf.env().set('WEBGPU_ENGINE_COMPILE_ONLY', false);
     }
-    progress.tick('pipelines requested');
+    const pending = Object.values(tf.backend().pipelineCache ?? {}).filter((p) => p instanceof Promise);
+    progress.start('compiling shaders', pending.length, 'WebGPU pipelines (slow on SwiftShader)');
+    pending.forEach((p) => p.then(() => progress.tick('WebGPU pipelines ready'), () => {}));
     await tf.backend().checkCompileCompletionAsync();
     warm.cache.dispose();
     warm.layer.dispose();
     warmupMs = performance.now() - t;
-    progress.tick(`${Object.keys(tf.backend().pipelineCache ?? {}).length} pipelines ready`);
   }
 
   seqIds.forEach((id) => model.cache.claim(id));
