@@ -1,5 +1,7 @@
 import * as tf from '@tensorflow/tfjs-core';
+import type {WebGPUBackend} from '@tensorflow/tfjs-backend-webgpu';
 import * as mla from '../src/index.js';
+import {chooseMLAPrefillTiling, MLAPrefillProgram} from '../src/kernels/webgpu/mla_prefill_webgpu.js';
 import {expectClose, goldenTolerance} from './helpers/backends.js';
 
 /**
@@ -104,6 +106,30 @@ function makeCase(c: PrefillCase, seed: number): CaseData {
   };
 }
 
+/** The MLAPrefill program with the tiling for a CPU (`software`) or a GPU adapter, on webgpu. */
+async function runTiling(data: CaseData, software: boolean): Promise<Float32Array> {
+  await tf.setBackend('webgpu');
+  const backend = tf.backend() as WebGPUBackend;
+  const [numTokens, numHeads, qHeadDim] = data.shapes.q;
+  const nopeDim = data.attrs.qkNopeHeadDim;
+  const ropeDim = qHeadDim - nopeDim;
+  const dims = {numHeads, nopeDim, ropeDim, vDim: data.shapes.kvBuffer[2] - nopeDim,
+                kvLoraRank: data.shapes.cache[2] - ropeDim};
+  const program = new MLAPrefillProgram(
+      numTokens, dims, chooseMLAPrefillTiling(dims, 16384, 256, software));
+  const names = ['q', 'kvBuffer', 'cache', 'lookup', 'tokenInfo', 'chunkInfo'];
+  const inputs = names.map((name) => {
+    const values = data.values[name];
+    return tf.tensor(values, data.shapes[name], values instanceof Int32Array ? 'int32' : 'float32');
+  });
+  const info = backend.runWebGPUProgram(
+      program, inputs, 'float32', [{type: 'float32', data: [data.attrs.scale]}]);
+  const out = tf.engine().makeTensorFromTensorInfo(info);
+  const values = await out.data() as Float32Array;
+  tf.dispose([out, ...inputs]);
+  return values;
+}
+
 /** MLAPrefill on `backend`; returns the output values and the change in numTensors. */
 async function runPrefill(backend: string, data: CaseData):
     Promise<{values: Float32Array, leaked: number}> {
@@ -177,5 +203,15 @@ describe('MLAPrefill webgpu kernel vs the cpu reference', () => {
       }
       expectClose(actual.values, expected.values, goldenTolerance(expected.values), name);
     });
+  });
+
+  it('both tilings (CPU adapter: 8 rows per invocation; GPU: 1 row) match the reference', async () => {
+    const data = makeCase(cases[2][1], 2000);
+    const expected = await runPrefill('cpu', data);
+    for (const software of [true, false]) {
+      const actual = await runTiling(data, software);
+      expectClose(actual, expected.values, goldenTolerance(expected.values),
+                  software ? 'software tiling' : 'gpu tiling');
+    }
   });
 });
