@@ -61,8 +61,9 @@ const SCALAR_BYTES = 64;
  * in (spilled) registers are cheap: 8 query rows per invocation reuse each staged vec4 8 times
  * (measured on 2 cores, T = 512, H = 16, DeepSeek-V2-Lite dims: 0.71 s vs 1.06 s with 4 rows
  * and 4-key groups). A GPU wants the opposite: one query row per invocation and 64 of them per
- * workgroup (H100 through Dawn/Vulkan, same shape: ≈ 2 ms, vs 25 ms with the software tiling,
- * whose registers spill).
+ * workgroup (H100/H200 through Dawn/Vulkan, same shape: 2–4 ms, about what tfjs's
+ * matMul/softmax composition takes there, vs 25 ms with the software tiling, whose registers
+ * spill).
  */
 export function chooseMLAPrefillTiling(
     dims: MLAPrefillDims, workgroupBytes: number, maxInvocations: number,
