@@ -28,7 +28,14 @@ import * as tf from '@tensorflow/tfjs-core';
 
 // Node's own modules are imported dynamically and typed here by hand, so this file needs no
 // @types/node and its .d.ts stays free of Node types.
-declare const process: {env: Record<string, string|undefined>};
+declare const process: {
+  env: Record<string, string|undefined>;
+  platform: string;
+  execPath: string;
+  execArgv: string[];
+  argv: string[];
+  exit(code: number): never;
+};
 interface NodeFs {
   existsSync(file: string): boolean;
   readdirSync(folder: string): string[];
@@ -144,6 +151,31 @@ function vulkanLoaderFound(fs: NodeFs): boolean {
     '/usr/lib/aarch64-linux-gnu', '/lib64', '/usr/lib64', '/lib', '/usr/lib', '/usr/local/lib',
   ];
   return folders.some((folder) => fs.existsSync(`${folder}/libvulkan.so.1`));
+}
+
+/** Folders that ship a libvulkan.so.1 of their own (Debian's chromium, next to SwiftShader). */
+const BUNDLED_VULKAN_LOADER_FOLDERS = ['/usr/lib/chromium', '/usr/lib/chromium-browser'];
+const RERUN_MARKER = 'TFJS_MLA_VULKAN_RERUN';
+
+/**
+ * For scripts (demos, benchmarks): Dawn needs the Vulkan loader libvulkan.so.1, and the
+ * dynamic loader reads LD_LIBRARY_PATH only when a process starts. When none is on the library
+ * path but Debian's chromium ships one, this runs the current script again in a child process
+ * with that folder on LD_LIBRARY_PATH and exits with the child's status; otherwise (a loader
+ * is there, not Linux, already re-run, or nothing to use) it returns and does nothing.
+ */
+export async function rerunWithVulkanLoader(): Promise<void> {
+  if (process.platform !== 'linux' || process.env[RERUN_MARKER] === '1') return;
+  const {fs, join} = await nodeModules();
+  if (vulkanLoaderFound(fs)) return;
+  const bundled = BUNDLED_VULKAN_LOADER_FOLDERS.find((f) => fs.existsSync(join(f, 'libvulkan.so.1')));
+  if (bundled === undefined) return;  // initNodeWebGPU will say what is missing
+  const childProcess = await importOptional('node:child_process');
+  const libraryPath = [bundled, process.env.LD_LIBRARY_PATH].filter(Boolean).join(':');
+  const child = childProcess.spawnSync(
+      process.execPath, [...process.execArgv, ...process.argv.slice(1)],
+      {stdio: 'inherit', env: {...process.env, [RERUN_MARKER]: '1', LD_LIBRARY_PATH: libraryPath}});
+  process.exit(child.status ?? 1);
 }
 
 /** A dynamic import that TypeScript does not try to resolve (both packages are optional). */

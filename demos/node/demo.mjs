@@ -10,44 +10,24 @@
 //   node demos/node/demo.mjs --help    (after `npm run build`)
 import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-backend-cpu';
-import {spawnSync} from 'node:child_process';
-import {existsSync, readFileSync} from 'node:fs';
-import path from 'node:path';
-import {fileURLToPath} from 'node:url';
+import {readFileSync} from 'node:fs';
 import {
   DeepseekYarnRotaryEmbedding, KVCacheParams, LatentAttentionWithRope, MLA_DECODE_MAX_NEW_TOKENS,
   PagedKVCache, fromHFConfig, loadSafetensors,
 } from '../../dist/index.js';
-import {initNodeWebGPU, releaseNodeWebGPU} from '../../dist/node.js';
+import {initNodeWebGPU, releaseNodeWebGPU, rerunWithVulkanLoader} from '../../dist/node.js';
 
 // ---- the Vulkan loader ---------------------------------------------------------------------
-// Dawn (the npm `webgpu` package) loads libvulkan.so.1. Debian's chromium package ships one next
-// to SwiftShader, outside the library path: when the system has none, re-run this script with
-// that folder on LD_LIBRARY_PATH (the loader reads it at process start only).
+// Dawn (the npm `webgpu` package) loads libvulkan.so.1; when the system has none, re-run this
+// script with the one Debian's chromium ships on LD_LIBRARY_PATH (read at process start only).
 
-const LIB_DIRS = ['/lib/x86_64-linux-gnu', '/usr/lib/x86_64-linux-gnu', '/lib/aarch64-linux-gnu',
-                  '/usr/lib/aarch64-linux-gnu', '/lib64', '/usr/lib64', '/lib', '/usr/lib', '/usr/local/lib'];
-const CHROMIUM_DIRS = ['/usr/lib/chromium', '/usr/lib/chromium-browser', '/usr/lib64/chromium',
-                       '/opt/google/chrome'];
-
-function reexecWithVulkanLoader(argv) {
-  if (process.platform !== 'linux' || process.env.TFJS_MLA_DEMO_REEXEC === '1') return;
-  if (argv.includes('--help') || argv.includes('-h')) return;
+{
+  const argv = process.argv.slice(2);
   const backendIndex = argv.findIndex((a) => a === '--backend' || a.startsWith('--backend='));
   const backend = backendIndex < 0 ? 'webgpu' :
     argv[backendIndex].includes('=') ? argv[backendIndex].split('=')[1] : argv[backendIndex + 1];
-  if (backend === 'cpu') return;
-  const current = (process.env.LD_LIBRARY_PATH ?? '').split(':').filter(Boolean);
-  if ([...current, ...LIB_DIRS].some((d) => existsSync(path.join(d, 'libvulkan.so.1')))) return;
-  const bundled = CHROMIUM_DIRS.find((d) => existsSync(path.join(d, 'libvulkan.so.1')));
-  if (bundled === undefined) return;   // initNodeWebGPU will say what is missing
-  const r = spawnSync(process.execPath, [...process.execArgv, fileURLToPath(import.meta.url), ...argv], {
-    stdio: 'inherit',
-    env: {...process.env, TFJS_MLA_DEMO_REEXEC: '1', LD_LIBRARY_PATH: [bundled, ...current].join(':')},
-  });
-  process.exit(r.status ?? 1);
+  if (backend !== 'cpu' && !argv.includes('--help') && !argv.includes('-h')) await rerunWithVulkanLoader();
 }
-reexecWithVulkanLoader(process.argv.slice(2));
 
 // ---- options -------------------------------------------------------------------------------
 
