@@ -1,0 +1,142 @@
+// Model sizes, random weights and inputs, the layer, and paged caches filled with a given
+// dense context.
+import * as tf from '@tensorflow/tfjs-core';
+import {DeepseekYarnRotaryEmbedding, KVCacheParams, LatentAttentionWithRope, PagedKVCache} from '../../dist/index.js';
+import {hashFillProgram, hashFillUniforms, run, scatterRowsInPlace} from './webgpu_programs.mjs';
+
+/** DeepSeek-V2-Lite attention (config.json of deepseek-ai/DeepSeek-V2-Lite): no q-LoRA, YaRN. */
+export const V2_LITE = {
+  name: 'DeepSeek-V2-Lite attention',
+  numHeads: 16,
+  hiddenSize: 2048,
+  kvLoraRank: 512,
+  qkNopeHeadDim: 128,
+  qkRopeHeadDim: 64,
+  vHeadDim: 128,
+  ropeTheta: 10000,
+  rmsNormEps: 1e-6,
+  yarn: {scalingFactor: 40, originalMaxPositionEmbeddings: 4096, betaFast: 32, betaSlow: 1,
+         mscale: 0.707, mscaleAllDim: 0.707},
+  pageSize: 128,
+};
+
+/** A small configuration with the same structure, for checking the harness (--tiny). */
+export const TINY = {
+  name: 'tiny (harness check)',
+  numHeads: 4,
+  hiddenSize: 256,
+  kvLoraRank: 64,
+  qkNopeHeadDim: 32,
+  qkRopeHeadDim: 16,
+  vHeadDim: 32,
+  ropeTheta: 10000,
+  rmsNormEps: 1e-6,
+  yarn: V2_LITE.yarn,
+  pageSize: 16,
+};
+
+export const rowWidth = (cfg) => cfg.kvLoraRank + cfg.qkRopeHeadDim;
+
+/** A float32 tensor of `shape`, uniform with variance `scale²`, deterministic in `seed`. */
+export function randomTensor(shape, seed, scale = 1) {
+  if (tf.getBackend() === 'webgpu') {
+    const t = run(hashFillProgram(shape), [], 'float32', hashFillUniforms(seed));
+    if (scale === 1) return t;
+    const scaled = tf.mul(t, scale);
+    t.dispose();
+    return scaled;
+  }
+  return tf.tidy(() => tf.mul(tf.randomUniform(shape, -Math.sqrt(3), Math.sqrt(3), 'float32', seed), scale));
+}
+
+/** HF-named weights, [out, in]: N(0, 0.02²)-like projections, norm weights around 1. */
+export function makeWeights(cfg, seed = 1) {
+  const {numHeads: H, hiddenSize: D, kvLoraRank: L, qkNopeHeadDim: N, qkRopeHeadDim: R, vHeadDim: V} = cfg;
+  const gamma = randomTensor([L], seed + 4, 0.1);
+  const weights = {
+    'q_proj.weight': randomTensor([H * (N + R), D], seed, 0.02),
+    'kv_a_proj_with_mqa.weight': randomTensor([L + R, D], seed + 1, 0.02),
+    'kv_a_layernorm.weight': tf.add(gamma, 1),
+    'kv_b_proj.weight': randomTensor([H * (N + V), L], seed + 2, 0.02),
+    'o_proj.weight': randomTensor([D, H * V], seed + 3, 0.02),
+  };
+  gamma.dispose();
+  return weights;
+}
+
+export function makeRope(cfg, maxSeqLen) {
+  return new DeepseekYarnRotaryEmbedding({
+    dim: cfg.qkRopeHeadDim, nHeads: cfg.numHeads, theta: cfg.ropeTheta, maxSeqLen,
+    scalingParams: cfg.yarn,
+  });
+}
+
+export function makeKvParams(cfg) {
+  return new KVCacheParams({headDim: rowWidth(cfg), pageSize: cfg.pageSize});
+}
+
+export function makeLayer(cfg, rope, kvParams, weights) {
+  const layer = new LatentAttentionWithRope({
+    rope, numAttentionHeads: cfg.numHeads, numKeyValueHeads: cfg.numHeads,
+    hiddenSize: cfg.hiddenSize, kvParams, kvLoraRank: cfg.kvLoraRank,
+    qkNopeHeadDim: cfg.qkNopeHeadDim, qkRopeHeadDim: cfg.qkRopeHeadDim, vHeadDim: cfg.vHeadDim,
+    rmsNormEps: cfg.rmsNormEps, name: 'bench_mla',
+  });
+  layer.loadStateDict(weights);
+  return layer;
+}
+
+/**
+ * Writes a dense context `dense` [B, S0, D] into the paged storage of `collection` (rows of
+ * sequence b at its slots for tokens 0..S0−1), in place, on the active backend.
+ */
+export async function fillPagedCache(collection, dense) {
+  const [B, S0, D] = dense.shape;
+  const storage = collection.storage(0);
+  const rows = storage.shape[0] * storage.shape[1];
+  const index = new Int32Array(rows).fill(-1);
+  for (let b = 0; b < B; b++) {
+    for (let k = 0; k < S0; k++) index[collection.slotOf(b, k)] = b * S0 + k;
+  }
+  if (tf.getBackend() === 'webgpu') {
+    const indexTensor = tf.tensor1d(index, 'int32');
+    const flat = tf.reshape(dense, [B * S0 * D]);
+    scatterRowsInPlace(storage, flat, indexTensor, D);
+    tf.dispose([indexTensor, flat]);
+    return;
+  }
+  // cpu: the kernels of this package write the backing array in place too.
+  const values = tf.backend().data.get(storage.dataId).values;
+  const source = await dense.data();
+  for (let r = 0; r < rows; r++) {
+    if (index[r] >= 0) values.set(source.subarray(index[r] * D, (index[r] + 1) * D), r * D);
+    else values.fill(0, r * D, (r + 1) * D);
+  }
+}
+
+/** A paged cache with B sequences holding S0 tokens each, and the collection of a 1-token step. */
+export function decodeCache(kvParams, B, S0) {
+  const pagesPerSeq = Math.ceil((S0 + 1) / kvParams.pageSize);
+  const cache = new PagedKVCache(kvParams, {totalNumPages: B * pagesPerSeq});
+  const ids = Array.from({length: B}, (_, b) => b);
+  ids.forEach((id) => cache.claim(id));
+  cache.fetch(ids, ids.map(() => S0));
+  cache.step(ids, ids.map(() => S0));
+  const collection = cache.fetch(ids, ids.map(() => 1));
+  return {cache, collection, ids};
+}
+
+/** tokenInfo rows (b, p, slot) and the lookup table of a collection, as tensors. */
+export function stepTensors(collection) {
+  const info = [];
+  collection.seqIds.forEach((_, b) => {
+    const cached = collection.cacheLengths[b];
+    for (let i = 0; i < collection.numNewTokens[b]; i++) {
+      info.push(b, cached + i, collection.slotOf(b, cached + i));
+    }
+  });
+  return {
+    tokenInfo: tf.tensor2d(info, [info.length / 3, 3], 'int32'),
+    lookup: tf.tensor2d(collection.lookupValues(), [collection.batchSize, collection.maxPagesPerSeq], 'int32'),
+  };
+}

@@ -1,0 +1,719 @@
+#!/usr/bin/env node
+// npm run bench [-- --quick] [-- --backend webgpu|cpu] [-- --tiny] [-- --only <text>] [-- --out <file>]
+//
+// The layer LatentAttentionWithRope (this package, built into dist/) against a plain tfjs-ops
+// composition of the same math on the same device, at DeepSeek-V2-Lite attention sizes:
+// decode at contexts of 512, 2,048 and 8,192 tokens (batch 1 and 8) and prefill of 128 and 512
+// tokens; and each kernel (MLADecode, MLAPrefill, FusedRope) against the device's limits
+// measured in the same run by a read probe (GB/s) and an FMA probe (GFLOP/s).
+// Prints a table and writes bench/results.json (a full webgpu run) or bench/results.local.json.
+import {execFileSync, spawnSync} from 'node:child_process';
+import {existsSync, writeFileSync} from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import {fileURLToPath} from 'node:url';
+
+const HERE = path.dirname(fileURLToPath(import.meta.url));
+
+// ---- options --------------------------------------------------------------------------------
+
+function parseArgs(argv) {
+  const options = {quick: false, tiny: false, backend: 'webgpu', only: null, out: null, check: true, naive: null};
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i];
+    const value = () => {
+      const v = arg.includes('=') ? arg.slice(arg.indexOf('=') + 1) : argv[++i];
+      if (v === undefined) throw new Error(`${arg}: expected a value`);
+      return v;
+    };
+    if (arg === '--quick') options.quick = true;
+    else if (arg === '--tiny') options.tiny = true;
+    else if (arg === '--no-check') options.check = false;
+    else if (arg === '--naive') options.naive = true;
+    else if (arg === '--no-naive') options.naive = false;
+    else if (arg.startsWith('--backend')) options.backend = value();
+    else if (arg.startsWith('--only')) options.only = value();
+    else if (arg.startsWith('--out')) options.out = value();
+    else if (arg === '--help' || arg === '-h') {
+      console.log('usage: node bench/run.mjs [--quick] [--tiny] [--backend webgpu|cpu] ' +
+                  '[--only <case text>] [--out <file>] [--no-check] [--naive | --no-naive]');
+      process.exit(0);
+    } else {
+      throw new Error(`unknown option ${arg} (try --help)`);
+    }
+  }
+  if (!['webgpu', 'cpu'].includes(options.backend)) {
+    throw new Error(`--backend: expected webgpu or cpu, got ${options.backend}`);
+  }
+  // The naive (non-absorbed) decode baseline is slow: on by default except with --quick.
+  if (options.naive === null) options.naive = !options.quick;
+  return options;
+}
+
+const options = parseArgs(process.argv.slice(2));
+
+// ---- Dawn needs libvulkan.so.1; Debian's chromium ships one. The loader path is read at process
+// start, so when the system has none the script runs again with LD_LIBRARY_PATH set: the
+// package's rerunWithVulkanLoader() (tfjs-mla/node), or the same steps here for an older build.
+
+function vulkanLoaderOnPath() {
+  const folders = [...(process.env.LD_LIBRARY_PATH ?? '').split(':').filter(Boolean),
+                   '/lib/x86_64-linux-gnu', '/usr/lib/x86_64-linux-gnu', '/lib/aarch64-linux-gnu',
+                   '/usr/lib/aarch64-linux-gnu', '/lib64', '/usr/lib64', '/lib', '/usr/lib',
+                   '/usr/local/lib'];
+  return folders.some((f) => existsSync(path.join(f, 'libvulkan.so.1')));
+}
+
+let nodeSetup = null;
+if (options.backend === 'webgpu') {
+  nodeSetup = await import('../dist/node.js').catch(() => null);
+  if (nodeSetup?.rerunWithVulkanLoader) {
+    await nodeSetup.rerunWithVulkanLoader();
+  } else if (process.platform === 'linux' && !vulkanLoaderOnPath() && !process.env.MLA_BENCH_CHILD) {
+    const chromiumLib = ['/usr/lib/chromium', '/usr/lib/chromium-browser']
+                            .find((f) => existsSync(path.join(f, 'libvulkan.so.1')));
+    if (chromiumLib !== undefined) {
+      const env = {...process.env, MLA_BENCH_CHILD: '1',
+                   LD_LIBRARY_PATH: [chromiumLib, process.env.LD_LIBRARY_PATH].filter(Boolean).join(':')};
+      const child = spawnSync(process.execPath, process.argv.slice(1), {stdio: 'inherit', env});
+      process.exit(child.status ?? 1);
+    }
+  }
+}
+
+// ---- imports (after the re-spawn decision) -------------------------------------------------------
+
+const tf = await import('@tensorflow/tfjs-core');
+await import('@tensorflow/tfjs-backend-cpu');
+const mla = await import('../dist/index.js');
+const {fusedRope, mlaDecode, mlaPrefill, PagedKVCache} = mla;
+const {BatchTimer, measureSyncLatency, median, now, sync} = await import('./lib/timing.mjs');
+const probes = await import('./lib/probes.mjs');
+const {COMPOSITION_DECODE, COMPOSITION_DECODE_NAIVE, COMPOSITION_PREFILL, Composition} =
+    await import('./lib/composition.mjs');
+const model = await import('./lib/model.mjs');
+const work = await import('./lib/work.mjs');
+const {hashFillProgram, hashFillUniforms, readProbeOutputFloats, readProbeProgram, fmaProbeProgram, run} =
+    await import('./lib/webgpu_programs.mjs');
+
+// ---- backend ------------------------------------------------------------------------------------
+
+let releaseGpu = () => {};
+let device = {backend: options.backend};
+
+async function initBackend() {
+  if (options.backend === 'cpu') {
+    await tf.setBackend('cpu');
+    device = {backend: 'cpu', description: 'tfjs cpu backend (JavaScript, main thread)'};
+    return;
+  }
+  const node = nodeSetup;
+  if (node?.initNodeWebGPU) {
+    const info = await node.initNodeWebGPU();
+    releaseGpu = () => node.releaseNodeWebGPU();
+    device = {backend: 'webgpu', setup: 'tfjs-mla/node initNodeWebGPU', ...info.adapterInfo,
+              icdPath: info.icdPath ?? process.env.VK_ICD_FILENAMES ?? null};
+  } else {
+    // The package's Node setup is not built: the same steps by hand.
+    process.env.VK_ICD_FILENAMES ??= '/usr/lib/chromium/vk_swiftshader_icd.json';
+    process.env.XDG_RUNTIME_DIR ??= '/tmp';
+    const {create, globals} = await import('webgpu');
+    Object.assign(globalThis, globals);
+    globalThis.navigator = {gpu: create([])};
+    await import('@tensorflow/tfjs-backend-webgpu');
+    if (!(await tf.setBackend('webgpu'))) throw new Error('tf.setBackend(\'webgpu\') failed');
+    const adapter = await globalThis.navigator.gpu.requestAdapter();
+    const info = adapter?.info ?? {};
+    releaseGpu = () => {
+      tf.removeBackend('webgpu');
+      delete globalThis.navigator;
+    };
+    device = {backend: 'webgpu', setup: 'manual (webgpu npm package)', vendor: info.vendor,
+              architecture: info.architecture, device: info.device, description: info.description,
+              icdPath: process.env.VK_ICD_FILENAMES};
+  }
+  const limits = tf.backend().device?.limits;
+  if (limits) {
+    device.limits = {
+      maxComputeInvocationsPerWorkgroup: limits.maxComputeInvocationsPerWorkgroup,
+      maxComputeWorkgroupStorageSize: limits.maxComputeWorkgroupStorageSize,
+      maxStorageBufferBindingSize: limits.maxStorageBufferBindingSize,
+    };
+  }
+}
+
+// ---- helpers ------------------------------------------------------------------------------------
+
+const fmt = (x, digits = 1) => x === null || x === undefined || Number.isNaN(x) ? 'n/a' :
+    x >= 1000 ? x.toFixed(0) : x.toFixed(digits);
+const errorText = (e) => String(e?.message ?? e).split('\n')[0].slice(0, 160);
+
+async function timeCall(fn) {
+  await sync();
+  const t0 = now();
+  await fn();
+  return now() - t0;
+}
+
+function maxAbsDiff(a, b) {
+  let maxDiff = 0;
+  let maxRef = 0;
+  for (let i = 0; i < a.length; i++) {
+    maxDiff = Math.max(maxDiff, Math.abs(a[i] - b[i]));
+    maxRef = Math.max(maxRef, Math.abs(b[i]));
+  }
+  return {maxDiff, maxRef};
+}
+
+// ---- the numerical check --------------------------------------------------------------------------
+
+/**
+ * Layer vs composition at a small size (same weights, same inputs): a prefill of B = 2 prompts
+ * of T = 12 tokens (T > 8: the layer's non-absorbed path, MLAPrefill), the latent cache rows it
+ * wrote, then one decode step (absorbed path, MLADecode) on top of it.
+ */
+async function numericalCheck(cfg, layer, comp, kvParams) {
+  const B = 2;
+  const T = 12;
+  const result = {sizes: `B=${B}, prefill T=${T} per sequence, then 1 decode step`, steps: []};
+  const cache = new PagedKVCache(kvParams, {totalNumPages: B * Math.ceil((T + 1) / kvParams.pageSize)});
+  const xPrefill = model.randomTensor([B * T, cfg.hiddenSize], 101);
+  const xDecode = model.randomTensor([B, cfg.hiddenSize], 102);
+  let compState = null;
+  try {
+    const ids = [0, 1];
+    ids.forEach((id) => cache.claim(id));
+    const record = (name, got, ref) => {
+      const {maxDiff, maxRef} = maxAbsDiff(got, ref);
+      const bound = 1e-4 * Math.max(1, maxRef);
+      result.steps.push({name, maxAbsDiff: maxDiff, maxAbsRef: maxRef, bound, ok: maxDiff <= bound});
+    };
+    const collection = cache.fetch(ids, [T, T]);
+    const yLayer = layer.forward(xPrefill, {kvCollection: collection, inputRowOffsets: [0, T, 2 * T]});
+    cache.step(ids, [T, T]);
+    compState = comp.prefill(xPrefill, B, T);
+    record('prefill output y (layer MLAPrefill path vs composition)', await yLayer.data(), await compState.y.data());
+    yLayer.dispose();
+    const refRows = await tf.tidy(() => tf.concat([compState.ckv, compState.kpe], 2)).data();
+    const rows = new Float32Array(B * T * model.rowWidth(cfg));
+    for (const b of ids) rows.set(await cache.readSequence(b), b * T * model.rowWidth(cfg));
+    record('latent cache rows [c_kv | k_pe] written by FusedRope', rows, refRows);
+    const step = cache.fetch(ids, [1, 1]);
+    const yLayerDecode = layer.forward(xDecode, {kvCollection: step, inputRowOffsets: [0, 1, 2]});
+    const compDecode = comp.decode(xDecode, compState.ckv, compState.kpe, [T, T]);
+    const layerDecoded = await yLayerDecode.data();
+    record('decode output y (layer MLADecode path vs composition)', layerDecoded, await compDecode.y.data());
+    const naiveDecode = comp.decodeNaive(xDecode, compState.ckv, compState.kpe, [T, T]);
+    record('decode output y (layer vs the naive non-absorbed composition)', layerDecoded,
+           await naiveDecode.y.data());
+    tf.dispose([yLayerDecode, compDecode.y, compDecode.ckv, compDecode.kpe, naiveDecode.y, naiveDecode.ckv,
+                naiveDecode.kpe]);
+    result.ok = result.steps.every((s) => s.ok);
+  } catch (e) {
+    result.ok = false;
+    result.error = errorText(e);
+  } finally {
+    if (compState) tf.dispose([compState.y, compState.ckv, compState.kpe]);
+    tf.dispose([xPrefill, xDecode]);
+    cache.dispose();
+  }
+  return result;
+}
+
+// ---- cases --------------------------------------------------------------------------------------
+
+function caseList() {
+  const naiveLimit = options.tiny ? 256 : 2048;
+  const decode = (S, B) => ({kind: 'decode', name: `decode ctx ${S} B=${B}`, S, B,
+                             naive: options.naive && B === 1 && S <= naiveLimit});
+  const prefill = (T) => ({kind: 'prefill', name: `prefill ${T}`, S: T, B: 1});
+  let cases;
+  if (options.tiny) {
+    cases = options.quick ? [decode(256, 1), prefill(32)] :
+        [decode(64, 1), decode(64, 4), decode(256, 1), decode(256, 4), prefill(16), prefill(48)];
+  } else {
+    cases = options.quick ? [decode(512, 1), decode(2048, 1), prefill(128)] :
+        [decode(512, 1), decode(512, 8), decode(2048, 1), decode(2048, 8), decode(8192, 1),
+         decode(8192, 8), prefill(128), prefill(512)];
+  }
+  if (options.only) cases = cases.filter((c) => c.name.includes(options.only));
+  return cases;
+}
+
+/**
+ * Warm-ups and repetitions of one measured function, from its second run (the first one, a
+ * warm-up, compiles the shaders): fast ones (≤ 2 s) get 2 warm-ups (the second run was the
+ * second warm-up) and 5 reps (3 with --quick); slower ones 1 warm-up and 3 reps; the slowest
+ * (over 15 s a run: the biggest cases) 1 warm-up and 2 reps. In the last two the second run
+ * is the first rep.
+ */
+function repetitionPlan(secondRunMs) {
+  if (secondRunMs > 15000) return {warmups: 1, reps: 2, secondIsRep: true};
+  if (secondRunMs > 2000) return {warmups: 1, reps: 3, secondIsRep: true};
+  return {warmups: 2, reps: options.quick ? 3 : 5, secondIsRep: false};
+}
+
+/**
+ * Everything one case needs: the layer's inputs and cache, the composition's, and the kernels'
+ * isolated inputs. Returns run functions and a dispose.
+ */
+async function setupCase(c, cfg, ctx) {
+  const {layer, comp, weights, kvParams, rope} = ctx;
+  const {numHeads: H, kvLoraRank: L, qkNopeHeadDim: N, qkRopeHeadDim: R, vHeadDim: V, hiddenSize} = cfg;
+  const D = L + R;
+  const owned = [];
+  const keep = (t) => {
+    owned.push(t);
+    return t;
+  };
+  let seed = 1000 + c.S * 10 + c.B;
+  const rnd = (shape, scale = 1) => keep(model.randomTensor(shape, seed++, scale));
+  const caches = [];
+  const setup = {kernels: []};
+
+  if (c.kind === 'decode') {
+    const {S, B} = c;
+    const S0 = S - 1;  // cached tokens; the new token is at position S − 1
+    const {cache, collection} = model.decodeCache(kvParams, B, S0);
+    caches.push(cache);
+    const dense = model.randomTensor([B, S0, D], seed++);
+    await model.fillPagedCache(collection, dense);
+    const ckv = keep(tf.slice(dense, [0, 0, 0], [B, S0, L]));
+    const kpe = keep(tf.slice(dense, [0, 0, L], [B, S0, R]));
+    dense.dispose();
+    const x = rnd([B, hiddenSize]);
+    const offsets = Array.from({length: B + 1}, (_, b) => b);
+    const positions = Array.from({length: B}, () => S0);
+    setup.layerRun = async () => {
+      const y = layer.forward(x, {kvCollection: collection, inputRowOffsets: offsets});
+      await y.data();
+      y.dispose();
+    };
+    setup.compRun = async () => {
+      const out = comp.decode(x, ckv, kpe, positions);
+      await out.y.data();
+      tf.dispose([out.y, out.ckv, out.kpe]);
+    };
+    if (c.naive) {
+      setup.naiveRun = async () => {
+        const out = comp.decodeNaive(x, ckv, kpe, positions);
+        await out.y.data();
+        tf.dispose([out.y, out.ckv, out.kpe]);
+      };
+    }
+    const storage = collection.storage(0);
+    const {tokenInfo, lookup} = model.stepTensors(collection);
+    keep(tokenInfo);
+    keep(lookup);
+    const qAbs = rnd([B, H, D]);
+    const q = rnd([B, H, N + R]);
+    const kv = rnd([B, D]);
+    const decodeAttrs = {scale: layer.scale, kvLoraRank: L, maxContextLength: S};
+    setup.kernels.push({name: 'MLADecode', main: true, work: work.mlaDecodeWork(cfg, B, S),
+                        fn: () => mlaDecode(qAbs, storage, lookup, tokenInfo, decodeAttrs)});
+    setup.kernels.push({name: 'FusedRope', work: work.fusedRopeWork(cfg, B),
+                        fn: () => fusedRope(q, kv, weights['kv_a_layernorm.weight'], rope.freqsCis,
+                                            tokenInfo, storage, {eps: cfg.rmsNormEps, interleaved: true})});
+    setup.stepWork = work.layerStepWork(cfg, 'decode', B, S);
+  } else {
+    const T = c.S;
+    // The layer: a fresh sequence per run (claimed, prefilled, released).
+    const cache = new PagedKVCache(kvParams, {totalNumPages: Math.ceil(T / kvParams.pageSize)});
+    caches.push(cache);
+    const x = rnd([T, hiddenSize]);
+    let nextId = 0;
+    setup.layerRun = async () => {
+      const id = nextId++;
+      cache.claim(id);
+      try {
+        const collection = cache.fetch([id], [T]);
+        const y = layer.forward(x, {kvCollection: collection, inputRowOffsets: [0, T]});
+        await y.data();
+        y.dispose();
+      } finally {
+        cache.release(id);
+      }
+    };
+    setup.compRun = async () => {
+      const out = comp.prefill(x, 1, T);
+      await out.y.data();
+      tf.dispose([out.y, out.ckv, out.kpe]);
+    };
+    // The kernels in isolation: one sequence of T tokens in a cache of its own.
+    const kernelCache = new PagedKVCache(kvParams, {totalNumPages: Math.ceil(T / kvParams.pageSize)});
+    caches.push(kernelCache);
+    kernelCache.claim(0);
+    const collection = kernelCache.fetch([0], [T]);
+    const storage = collection.storage(0);
+    await model.fillPagedCache(collection, keep(model.randomTensor([1, T, D], seed++)));
+    const {tokenInfo, lookup} = model.stepTensors(collection);
+    keep(tokenInfo);
+    keep(lookup);
+    const chunkInfo = keep(tf.tensor2d([0, 0, T], [1, 3], 'int32'));
+    const q = rnd([T, H, N + R]);
+    const kvBuffer = rnd([T, H, N + V]);
+    const kv = rnd([T, D]);
+    const prefillAttrs = {scale: layer.scale, qkNopeHeadDim: N};
+    setup.kernels.push({name: 'MLAPrefill', main: true, work: work.mlaPrefillWork(cfg, T),
+                        fn: () => mlaPrefill(q, kvBuffer, storage, lookup, tokenInfo, chunkInfo, prefillAttrs)});
+    setup.kernels.push({name: 'FusedRope', work: work.fusedRopeWork(cfg, T),
+                        fn: () => fusedRope(q, kv, weights['kv_a_layernorm.weight'], rope.freqsCis,
+                                            tokenInfo, storage, {eps: cfg.rmsNormEps, interleaved: true})});
+    setup.stepWork = work.layerStepWork(cfg, 'prefill', 1, T);
+  }
+  setup.dispose = () => {
+    tf.dispose(owned);
+    caches.forEach((cache) => cache.dispose());
+  };
+  return setup;
+}
+
+/** Per-case probe timers (the configs tuned at start), sized to the case's main kernel. */
+function caseProbes(mainWork, globalProbes, syncLatency) {
+  if (tf.getBackend() !== 'webgpu') {
+    return {
+      read: {sample: async () => (await probes.jsReadProbe(Math.ceil(mainWork.bytes / 16) * 4, {samples: 1})).ms,
+             warmUp: async () => {}},
+      readBytes: Math.ceil(mainWork.bytes / 16) * 16,
+      fma: {sample: async () => (await probes.jsFmaProbe({samples: 1})).ms, warmUp: async () => {}},
+      fmaFlops: 2 * 8 * 2 ** 24,
+      dispose: () => {},
+    };
+  }
+  const numFloats = Math.ceil(mainWork.bytes / 16) * 4;
+  const buffer = run(hashFillProgram([numFloats]), [], 'float32', hashFillUniforms(11));
+  const readConfig = globalProbes.read.config;
+  const readProgram = readProbeProgram(numFloats, readConfig);
+  const {program: fmaProgram, uniforms: fmaUniforms, flops} = fmaProbeProgram(globalProbes.fma.config);
+  return {
+    read: new BatchTimer(() => run(readProgram, [buffer]), syncLatency, {targetMs: 100, maxK: 256}),
+    readBytes: (numFloats + readProbeOutputFloats(numFloats, readConfig)) * 4,
+    fma: new BatchTimer(() => run(fmaProgram, [], 'float32', fmaUniforms), syncLatency, {targetMs: 100, maxK: 8}),
+    fmaFlops: flops,
+    dispose: () => buffer.dispose(),
+  };
+}
+
+async function measureCase(c, cfg, ctx) {
+  const result = {case: c.name, kind: c.kind, contextOrTokens: c.S, batch: c.B, errors: []};
+  const setup = await setupCase(c, cfg, ctx);
+  const caseProbe = caseProbes(setup.kernels.find((k) => k.main).work, ctx.globalProbes, ctx.syncLatency);
+  try {
+    const attempt = async (what, fn) => {
+      try {
+        return await fn();
+      } catch (e) {
+        result.errors.push(`${what}: ${errorText(e)}`);
+        return null;
+      }
+    };
+    // The first run compiles the shaders; the second one's time decides the repetition plan.
+    const layerTimes = [];
+    const compTimes = [];
+    const planFor = async (what, fn, times) => {
+      if (await attempt(what, () => timeCall(fn)) === null) return null;
+      const second = await attempt(what, () => timeCall(fn));
+      if (second === null) return null;
+      const plan = repetitionPlan(second);
+      if (plan.secondIsRep) times.push(second);
+      return plan;
+    };
+    const layerPlan = await planFor('layer', setup.layerRun, layerTimes);
+    const compPlan = await planFor('composition', setup.compRun, compTimes);
+    const naiveTimes = [];
+    const naivePlan = setup.naiveRun ? await planFor('naive composition', setup.naiveRun, naiveTimes) : null;
+    result.layerPlan = layerPlan;
+    result.compositionPlan = compPlan;
+    result.naiveCompositionPlan = naivePlan;
+    // Kernels and probes are timed in batches of ~150 ms: warm-ups as the layer, at least 3 reps.
+    const kernelPlan = {warmups: layerPlan?.warmups ?? 1, reps: Math.max(3, layerPlan?.reps ?? 3)};
+    result.kernelPlan = kernelPlan;
+    const kernels = [];
+    for (const k of setup.kernels) {
+      const timer = new BatchTimer(k.fn, ctx.syncLatency, {targetMs: 150, maxK: 256});
+      const ok = await attempt(k.name, async () => {
+        for (let w = 0; w < kernelPlan.warmups; w++) await timer.warmUp();
+        return true;
+      });
+      kernels.push({...k, timer, ok: ok === true, samples: []});
+    }
+    await caseProbe.read.warmUp();
+    await caseProbe.fma.warmUp();
+
+    // Repetitions, interleaved so that all of a case's numbers see the same machine load.
+    const readTimes = [];
+    const fmaTimes = [];
+    const rounds = Math.max(layerPlan?.reps ?? 0, compPlan?.reps ?? 0, naivePlan?.reps ?? 0, kernelPlan.reps);
+    for (let r = 0; r < rounds; r++) {
+      if (layerPlan && layerTimes.length < layerPlan.reps) layerTimes.push(await timeCall(setup.layerRun));
+      if (compPlan && compTimes.length < compPlan.reps) compTimes.push(await timeCall(setup.compRun));
+      if (naivePlan && naiveTimes.length < naivePlan.reps) naiveTimes.push(await timeCall(setup.naiveRun));
+      if (r < kernelPlan.reps) {
+        for (const k of kernels) if (k.ok) k.samples.push(await k.timer.sample());
+        readTimes.push(await caseProbe.read.sample());
+        fmaTimes.push(await caseProbe.fma.sample());
+      }
+    }
+    const layerOk = layerPlan !== null;
+    const compOk = compPlan !== null;
+    const readMs = median(readTimes);
+    const fmaMs = median(fmaTimes);
+    result.probes = {
+      readBytes: caseProbe.readBytes, readMs, gbPerS: caseProbe.readBytes / readMs / 1e6,
+      fmaFlops: caseProbe.fmaFlops, fmaMs, gflopPerS: caseProbe.fmaFlops / fmaMs / 1e6,
+    };
+    const {gbPerS, gflopPerS} = result.probes;
+    result.layerMs = layerOk ? median(layerTimes) : null;
+    result.compositionMs = compOk ? median(compTimes) : null;
+    result.layerTimes = layerTimes;
+    result.compositionTimes = compTimes;
+    result.speedup = layerOk && compOk ? result.compositionMs / result.layerMs : null;
+    result.naiveCompositionMs = naivePlan ? median(naiveTimes) : null;
+    result.naiveCompositionTimes = naiveTimes;
+    result.speedupVsNaive = layerOk && naivePlan ? result.naiveCompositionMs / result.layerMs : null;
+    const stepRoof = work.roofline(setup.stepWork, gbPerS, gflopPerS);
+    result.layerStep = {bytes: setup.stepWork.bytes, flops: setup.stepWork.flops, rooflineMs: stepRoof.ms,
+                        bound: stepRoof.bound,
+                        layerOverRoofline: layerOk ? result.layerMs / stepRoof.ms : null};
+    result.kernels = kernels.map((k) => {
+      const roof = work.roofline(k.work, gbPerS, gflopPerS);
+      const ms = k.ok ? median(k.samples) : null;
+      return {kernel: k.name, main: Boolean(k.main), ms, samples: k.samples, callsPerSync: k.timer.k,
+              bytes: k.work.bytes, flops: k.work.flops, rooflineMs: roof.ms, memoryMs: roof.memoryMs,
+              computeMs: roof.computeMs, bound: roof.bound, overRoofline: k.ok ? ms / roof.ms : null};
+    });
+    // What the layer spends outside its kernels (its tf.matMul projections, splits, concat…):
+    // the layer's time minus the isolated times of the kernels it runs once per step.
+    const kernelSum = result.kernels.every((k) => k.ms !== null) ?
+        result.kernels.reduce((a, k) => a + k.ms, 0) : null;
+    result.layerOutsideKernelsMs = layerOk && kernelSum !== null ? result.layerMs - kernelSum : null;
+  } finally {
+    caseProbe.dispose();
+    setup.dispose();
+  }
+  return result;
+}
+
+// ---- output -------------------------------------------------------------------------------------
+
+function table(headers, rows) {
+  const widths = headers.map((h, i) => Math.max(h.length, ...rows.map((r) => String(r[i]).length)));
+  const line = (cells) => cells.map((cell, i) =>
+      i === 0 ? String(cell).padEnd(widths[i]) : String(cell).padStart(widths[i])).join('  ');
+  return [line(headers), widths.map((w) => '-'.repeat(w)).join('  '), ...rows.map(line)].join('\n');
+}
+
+/** Warm-ups + reps of the layer / the composition / the kernels and probes. */
+function planText(r) {
+  const p = (plan) => plan ? `${plan.warmups}+${plan.reps}` : '-';
+  return `${p(r.layerPlan)} / ${p(r.compositionPlan)} / ${p(r.kernelPlan)}` +
+         (r.naiveCompositionPlan ? ` (naive ${p(r.naiveCompositionPlan)})` : '');
+}
+
+function printResults(out) {
+  const p = out.probes;
+  console.log('');
+  console.log(`device: ${out.device.backend} — ${[out.device.vendor, out.device.architecture,
+              out.device.description].filter(Boolean).join(' / ') || out.device.description || ''}`);
+  console.log(`probes (start of run, ${fmt(p.read.bufferBytes / 1e6, 2)} MB = the ${out.probes.read.sizedAs}): ` +
+              `read ${fmt(p.read.gbPerS, 3)} GB/s (${JSON.stringify(p.read.config)}), ` +
+              `FMA ${fmt(p.fma.gflopPerS, 2)} GFLOP/s (${JSON.stringify(p.fma.config)})`);
+  const m = out.machine;
+  console.log(`machine: ${m.os}, ${m.cpus} × ${m.cpuModel}, node ${m.node}; load average ` +
+              `${m.loadAverageAtStart.map((x) => x.toFixed(1)).join(' ')} at start, ` +
+              `${m.loadAverageAtEnd.map((x) => x.toFixed(1)).join(' ')} at end`);
+  if (out.git) {
+    console.log(`built from ${out.git.commit.slice(0, 10)}` + (out.git.srcChangesNotCommitted.length ?
+                ` + uncommitted src changes: ${out.git.srcChangesNotCommitted.join(', ')}` : ''));
+  }
+  console.log(`sync latency (1-float program + read-back, idle queue): ${fmt(out.syncLatencyMs, 2)} ms`);
+  console.log(`timing: ${out.timing}`);
+  console.log(`composition: decode = ${out.composition.decode}; prefill = ${out.composition.prefill}`);
+  console.log(`naive composition (last columns): ${out.composition.decodeNaive}`);
+  if (out.check) {
+    console.log(`check (${out.check.sizes}): ${out.check.ok ? 'PASS' : 'FAIL'}` +
+                (out.check.error ? ` — ${out.check.error}` : ''));
+    for (const s of out.check.steps) {
+      console.log(`  ${s.ok ? 'ok  ' : 'FAIL'} ${s.name}: max|Δ| ${s.maxAbsDiff.toExponential(2)} ` +
+                  `(max|ref| ${fmt(s.maxAbsRef, 3)}, bound ${s.bound.toExponential(1)})`);
+    }
+  }
+  console.log('');
+  const rows = out.cases.map((r) => {
+    const k = r.kernels?.find((x) => x.main);
+    return [r.case, fmt(r.layerMs), fmt(r.layerOutsideKernelsMs), fmt(r.compositionMs),
+            r.speedup ? fmt(r.speedup, 2) + '×' : 'n/a',
+            k?.kernel ?? 'n/a', fmt(k?.ms, 2), fmt(k?.rooflineMs, 2), k?.overRoofline ? fmt(k.overRoofline, 2) + '×' : 'n/a',
+            k?.bound ?? '', r.layerStep?.layerOverRoofline ? fmt(r.layerStep.layerOverRoofline, 2) + '×' : 'n/a',
+            planText(r), fmt(r.naiveCompositionMs),
+            r.speedupVsNaive ? fmt(r.speedupVsNaive, 1) + '×' : 'n/a'];
+  });
+  console.log(table(['case', 'layer ms', '(outside kernels)', 'composition ms', 'speed-up', 'kernel', 'kernel ms', 'roofline ms',
+                     'kernel/roofline', 'bound', 'layer/step-roofline', 'warm-ups+reps (layer / comp / kernels)',
+                     'naive comp ms', 'vs naive'], rows));
+  console.log('(outside kernels): layer ms minus the isolated kernel times (FusedRope + the attention kernel): ' +
+              'its tfjs matMul projections and glue ops.');
+  console.log('layer/step-roofline: the whole layer step against max(all its bytes (weights, cache, x, y) / GB/s, ' +
+              'all its FLOPs (projections + attention) / GFLOP/s) with the same probes.');
+  console.log('');
+  const kernelRows = [];
+  for (const r of out.cases) {
+    for (const k of r.kernels ?? []) {
+      kernelRows.push([r.case, k.kernel, fmt(k.ms, 3), fmt(k.bytes / 1e6, 3), fmt(k.flops / 1e6, 1),
+                       fmt(k.memoryMs, 3), fmt(k.computeMs, 3), k.overRoofline ? fmt(k.overRoofline, 2) + '×' : 'n/a',
+                       `${k.callsPerSync}`, `${fmt(r.probes.gbPerS, 3)} / ${fmt(r.probes.gflopPerS, 2)}`]);
+    }
+  }
+  console.log(table(['case', 'kernel', 'ms', 'MB', 'MFLOP', 'bytes/GBps ms', 'FLOP/GFLOPs ms',
+                     'kernel/roofline', 'calls/sync', 'case probes GB/s / GFLOP/s'], kernelRows));
+  for (const r of out.cases) {
+    for (const e of r.errors ?? []) console.log(`  ${r.case}: ${e}`);
+  }
+  if (out.targets.length > 0) {
+    console.log('');
+    for (const t of out.targets) console.log(`target ${t.ok === null ? 'n/a ' : t.ok ? 'MET ' : 'MISS'} ${t.what}: ${t.value}`);
+  }
+}
+
+function evaluateTargets(cases) {
+  const targets = [];
+  for (const r of cases) {
+    if (r.kind === 'decode' && r.contextOrTokens === 2048) {
+      const k = r.kernels?.find((x) => x.main);
+      targets.push({what: `${r.case}: layer ≥ 10× faster than the composition`,
+                    value: r.speedup ? `${fmt(r.speedup, 2)}×` : 'n/a', ok: r.speedup ? r.speedup >= 10 : null});
+      if (r.speedupVsNaive) {
+        targets.push({what: `${r.case}: (for reference) layer vs the naive non-absorbed composition`,
+                      value: `${fmt(r.speedupVsNaive, 1)}×`, ok: r.speedupVsNaive >= 10});
+      }
+      targets.push({what: `${r.case}: MLADecode within 3× of its roofline`,
+                    value: k?.overRoofline ? `${fmt(k.overRoofline, 2)}×` : 'n/a',
+                    ok: k?.overRoofline ? k.overRoofline <= 3 : null});
+    }
+    if (r.kind === 'prefill' && r.contextOrTokens === 512) {
+      targets.push({what: `${r.case}: layer ≥ 3× faster than the composition`,
+                    value: r.speedup ? `${fmt(r.speedup, 2)}×` : 'n/a', ok: r.speedup ? r.speedup >= 3 : null});
+    }
+  }
+  return targets;
+}
+
+/** The commit the package was built from, and the src/ files that differed from it. */
+function gitState() {
+  try {
+    const git = (...args) => execFileSync('git', args, {cwd: path.join(HERE, '..'), encoding: 'utf8'}).trim();
+    const dirty = git('status', '--porcelain', '--', 'src').split('\n').filter(Boolean);
+    return {commit: git('rev-parse', 'HEAD'), srcChangesNotCommitted: dirty};
+  } catch {
+    return null;
+  }
+}
+
+// ---- main ---------------------------------------------------------------------------------------
+
+async function main() {
+  const started = new Date();
+  const t0 = now();
+  const loadAtStart = os.loadavg();
+  await initBackend();
+  const cfg = options.tiny ? model.TINY : model.V2_LITE;
+  const cases = caseList();
+  const maxContext = Math.max(64, ...cases.map((c) => c.S + 1));
+  console.log(`tfjs-mla bench: ${cfg.name}, backend ${tf.getBackend()}, ${cases.length} cases` +
+              `${options.quick ? ' (quick)' : ''}`);
+
+  const weights = model.makeWeights(cfg);
+  const rope = model.makeRope(cfg, maxContext);
+  const kvParams = model.makeKvParams(cfg);
+  const layer = model.makeLayer(cfg, rope, kvParams, weights);
+  const comp = new Composition(cfg, weights, maxContext);
+
+  const syncLatency = await measureSyncLatency();
+  // Device limits at start: the read probe over the 2,048-token (batch 1) decode cache.
+  const probeContext = options.tiny ? 256 : 2048;
+  const probeFloats = probeContext * model.rowWidth(cfg);
+  console.log('probing the device (read and FMA probes, tuning their launch configs)…');
+  const globalProbes = {
+    read: await probes.readProbe(probeFloats, syncLatency, {quick: options.quick}),
+    fma: await probes.fmaProbe(syncLatency, {quick: options.quick}),
+  };
+  globalProbes.read.sizedAs = `${probeContext}-token decode cache (${model.rowWidth(cfg)} floats/token)`;
+  console.log(`  read ${fmt(globalProbes.read.gbPerS, 3)} GB/s, FMA ${fmt(globalProbes.fma.gflopPerS, 2)} GFLOP/s`);
+
+  let check = null;
+  if (options.check) {
+    console.log('checking layer vs composition at a small size…');
+    check = await numericalCheck(cfg, layer, comp, kvParams);
+    console.log(`  ${check.ok ? 'PASS' : 'FAIL'}${check.error ? ' — ' + check.error : ''}`);
+  }
+
+  const ctx = {layer, comp, weights, kvParams, rope, syncLatency, globalProbes};
+  const results = [];
+  for (const c of cases) {
+    const tc = now();
+    process.stdout.write(`${c.name}… `);
+    const r = await measureCase(c, cfg, ctx);
+    results.push(r);
+    const k = r.kernels?.find((x) => x.main);
+    console.log(`layer ${fmt(r.layerMs)} ms, composition ${fmt(r.compositionMs)} ms, ` +
+                (r.naiveCompositionMs !== null ? `naive composition ${fmt(r.naiveCompositionMs)} ms, ` : '') +
+                `${k?.kernel ?? 'kernel'} ${fmt(k?.ms, 2)} ms (roofline ${fmt(k?.rooflineMs, 2)} ms) ` +
+                `[${planText(r)}, ${fmt((now() - tc) / 1000)} s]` +
+                (r.errors.length ? ` — ${r.errors.length} error(s)` : ''));
+  }
+
+  const complete = results.every((r) => r.errors.length === 0) && (check === null || check.ok);
+  const out = {
+    date: started.toISOString(),
+    command: ['node', ...process.argv.slice(1).map((a) => path.relative(process.cwd(), a) || a)].join(' '),
+    complete,
+    options: {quick: options.quick, tiny: options.tiny, backend: options.backend, only: options.only,
+              naive: options.naive},
+    machine: {os: `${os.type()} ${os.release()}`, platform: process.platform, arch: os.arch(),
+              cpus: os.cpus().length, cpuModel: os.cpus()[0]?.model ?? '', memoryGB: +(os.totalmem() / 2 ** 30).toFixed(1),
+              node: process.version, loadAverageAtStart: loadAtStart, loadAverageAtEnd: os.loadavg()},
+    device,
+    git: gitState(),
+    model: cfg,
+    timing: 'layer and composition: wall time of one call until its output is read back (await y.data()), ' +
+            'queue idle before it; kernels and probes: K calls back to back then one sync (a 1-float ' +
+            'program read back), minus the sync latency measured on an idle queue, divided by K. ' +
+            'Each case: warm-ups, then reps interleaved (layer, composition, kernels, probes); medians. ' +
+            'Rooflines use the probes measured within the same case (read probe sized to the main kernel\'s bytes).',
+    syncLatencyMs: syncLatency,
+    composition: {decode: COMPOSITION_DECODE, prefill: COMPOSITION_PREFILL, decodeNaive: COMPOSITION_DECODE_NAIVE},
+    probes: globalProbes,
+    check,
+    cases: results,
+    targets: evaluateTargets(results),
+    totalSeconds: (now() - t0) / 1000,
+  };
+  printResults(out);
+  const full = !options.quick && !options.tiny && !options.only && options.backend === 'webgpu';
+  const file = options.out ?? path.join(HERE, full ? 'results.json' : 'results.local.json');
+  writeFileSync(file, JSON.stringify(out, null, 2) + '\n');
+  console.log(`\nwrote ${path.relative(process.cwd(), file)} (${complete ? 'complete' : 'INCOMPLETE: errors above'}), ` +
+              `${fmt(out.totalSeconds)} s in all`);
+
+  layer.dispose();
+  comp.dispose();
+  if (process.env.BENCH_DEBUG) console.error('tensors alive after the run:', tf.memory().numTensors);
+  rope.dispose();
+  tf.dispose(Object.values(weights));
+  return complete ? 0 : 1;
+}
+
+let code = 1;
+try {
+  code = await main();
+} catch (e) {
+  console.error(e);
+  code = 1;
+} finally {
+  try {
+    await releaseGpu();  // drop the GPU reference (the process would not exit while it lives)
+  } catch {
+    // exiting anyway
+  }
+}
+process.exit(code);
