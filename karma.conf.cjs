@@ -33,16 +33,8 @@ module.exports = function (config) {
     customLaunchers: {
       ChromeHeadlessWebGPU: {
         base: 'ChromeHeadless',
-        flags: [
-          '--no-sandbox',
-          '--enable-unsafe-webgpu',
-          '--use-webgpu-adapter=swiftshader',
-          '--disable-background-networking',
-          '--disable-component-update',
-          '--disable-sync',
-          '--no-first-run',
-          '--disable-dev-shm-usage',
-        ],
+        // WebGPU on SwiftShader, offline-safe (shared with the demo-page test).
+        flags: require('./scripts/chromium-webgpu-flags.json'),
       },
     },
     client: {

@@ -3,6 +3,7 @@ import type {WebGPUBackend} from '@tensorflow/tfjs-backend-webgpu';
 import * as mla from '../src/index.js';
 import {chooseMLAPrefillTiling, MLAPrefillProgram} from '../src/kernels/webgpu/mla_prefill_webgpu.js';
 import {expectClose, goldenTolerance} from './helpers/backends.js';
+import {scrambledPagedLayout} from './helpers/paged_layout.js';
 
 /**
  * The webgpu MLAPrefill kernel against the cpu reference on small random cases: ragged
@@ -49,22 +50,7 @@ function makeCase(c: PrefillCase, seed: number): CaseData {
   const D = L + R;
   const B = sequences.length;
   const context = sequences.map((s) => s.cached + s.fresh);
-  const pagesOf = context.map((n) => Math.ceil(n / pageSize));
-  const maxPages = Math.max(1, ...pagesOf);
-  const totalPages = pagesOf.reduce((a, b) => a + b, 0) + 2;
-  // Pages handed out in a scrambled order.
-  const order = Array.from({length: totalPages}, (_, i) => i);
-  for (let i = totalPages - 1; i > 0; i--) {
-    const j = Math.floor(random() * (i + 1));
-    [order[i], order[j]] = [order[j], order[i]];
-  }
-  const lookup = new Int32Array(B * maxPages);
-  let next = 0;
-  for (let b = 0; b < B; b++) {
-    for (let k = 0; k < pagesOf[b]; k++) lookup[b * maxPages + k] = order[next++];
-  }
-  const rowOf = (b: number, k: number) =>
-      lookup[b * maxPages + Math.floor(k / pageSize)] * pageSize + k % pageSize;
+  const {maxPages, totalPages, lookup, rowOf} = scrambledPagedLayout(context, pageSize, random);
   const cache = new Float32Array(totalPages * pageSize * D).fill(NaN);
   for (let b = 0; b < B; b++) {
     for (let k = 0; k < context[b]; k++) fill(cache, rowOf(b, k) * D, D);

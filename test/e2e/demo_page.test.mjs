@@ -7,7 +7,7 @@
 //
 // Run by `npm test` as its last step (skip with `npm test -- --skip-e2e`). Exit code 0 = pass.
 // Prints one line `[e2e] PASS …` or `[e2e] FAIL …`.
-import {existsSync, mkdirSync} from 'node:fs';
+import {existsSync, mkdirSync, readFileSync} from 'node:fs';
 import path from 'node:path';
 import {fileURLToPath} from 'node:url';
 import {buildWebDemo, startDemoServer} from '../../scripts/serve-demo.mjs';
@@ -36,16 +36,9 @@ for (let i = 0; i < argv.length; i++) {
   }
 }
 
-const CHROMIUM_ARGS = [
-  '--no-sandbox',
-  '--enable-unsafe-webgpu',
-  '--use-webgpu-adapter=swiftshader',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-  '--no-first-run',
-  '--disable-dev-shm-usage',
-];
+// WebGPU on SwiftShader, offline-safe: the same flags as the karma launcher.
+const CHROMIUM_ARGS = JSON.parse(
+    readFileSync(new URL('../../scripts/chromium-webgpu-flags.json', import.meta.url), 'utf8'));
 
 function findChromium() {
   return [process.env.CHROME_BIN, '/usr/bin/chromium', '/usr/bin/chromium-browser']
