@@ -77,6 +77,20 @@ export const MLA_PREFILL = 'MLAPrefill';
  */
 export const MLA_DECODE = 'MLADecode';
 
+/**
+ * MLASkinnyMatMul: y = x · wᵀ for a few rows of x (the decode-step projections of the layer:
+ * q_proj, q_a_proj, q_b_proj, kv_a_proj_with_mqa, o_proj), with w in the HF [out, in] layout.
+ * The webgpu kernel streams w once (memory-bound); the layer uses it for M ≤ 8 on webgpu.
+ * No gradient is registered: the layer's training path (attendWithoutCache) uses tf.matMul.
+ *
+ * inputs:
+ *   x:  float32 [M, K]
+ *   w:  float32 [N, K]
+ * output:
+ *   float32 [M, N]: y[m, n] = Σ_k x[m, k] · w[n, k].
+ */
+export const SKINNY_MATMUL = 'MLASkinnyMatMul';
+
 export interface FusedRopeAttrs {
   eps: number;
   interleaved: boolean;

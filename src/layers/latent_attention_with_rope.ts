@@ -3,11 +3,12 @@ import {initializers, layers, LayerVariable} from '@tensorflow/tfjs-layers';
 import {KVCacheParams} from '../cache/kv_cache_params.js';
 import {KVCollection} from '../cache/paged_kv_cache.js';
 import {checkInteger} from '../ops/check.js';
-import {fusedRope, mergeAttentionPartials, mlaDecode, mlaPrefill} from '../ops/mla_ops.js';
+import {fusedRope, mergeAttentionPartials, mlaDecode, mlaPrefill, skinnyMatMul} from '../ops/mla_ops.js';
 import {RotaryEmbedding, ropeFromConfig} from '../rope/rotary_embedding.js';
 import {applyRope, rmsNorm} from '../ops/differentiable.js';
 import {MLAPrefillMetadata, planPrefillChunks, PrefillChunk, prefillChunks} from './prefill_metadata.js';
 import {DeviceRef, ShardingStrategy} from './sharding.js';
+import {MAX_SKINNY_ROWS} from '../kernels/webgpu/skinny_matmul_webgpu.js';
 import '../register.js';
 
 export type GraphMode = 'prefill'|'decode'|'auto';
@@ -474,8 +475,8 @@ export class LatentAttentionWithRope extends layers.Layer {
       const tokenInfo = tf.tensor2d(plan.tokenInfo, [plan.numTokens, 3], 'int32');
       const lookup = tf.tensor2d(collection.lookupValues(),
                                  [collection.batchSize, collection.maxPagesPerSeq], 'int32');
-      const q = this.projectQueries(x);
-      const kv = tf.matMul(tf.cast(x, 'float32'), this.weight('kv_a_proj_with_mqa.weight'), false, true);
+      const q = this.projectQueries(x, true);
+      const kv = this.linear(tf.cast(x, 'float32') as tf.Tensor2D, 'kv_a_proj_with_mqa.weight');
       const qRoped = fusedRope(q, kv as tf.Tensor2D, this.weight('kv_a_layernorm.weight') as tf.Tensor1D,
                                this.rope.freqsCis, tokenInfo, cache,
                                {eps: this.rmsNormEps, interleaved: this.rope.interleaved});
@@ -484,20 +485,37 @@ export class LatentAttentionWithRope extends layers.Layer {
           this.decompressedAttention(qRoped, cache, lookup, tokenInfo, prefillChunks(
               metadata, collection.cacheLengths.map((c, b) => c + collection.numNewTokens[b]),
               (b, k) => collection.slotOf(b, k)));
-      return tf.matMul(attention, this.weight('o_proj.weight'), false, true) as tf.Tensor2D;
+      return this.linear(attention as tf.Tensor2D, 'o_proj.weight');
     });
   }
 
-  /** q = x·q_projᵀ, or RMSNorm(x·q_a_projᵀ)·q_b_projᵀ with q-LoRA; as [T, H, N + R]. */
-  private projectQueries(x: tf.Tensor2D): tf.Tensor3D {
+  /**
+   * x · Wᵀ for the weight `name` ([out, in]): MLASkinnyMatMul on webgpu for up to
+   * MAX_SKINNY_ROWS rows (decode steps; it streams W once instead of tfjs's tiled matMul),
+   * else tf.matMul. Not differentiable on the skinny path: attendWithoutCache does not use it.
+   */
+  private linear(x: tf.Tensor2D, name: HFWeightName): tf.Tensor2D {
+    const w = this.weight(name) as tf.Tensor2D;
+    if (tf.getBackend() === 'webgpu' && x.shape[0] <= MAX_SKINNY_ROWS) return skinnyMatMul(x, w);
+    return tf.matMul(x, w, false, true);
+  }
+
+  /**
+   * q = x·q_projᵀ, or RMSNorm(x·q_a_projᵀ)·q_b_projᵀ with q-LoRA; as [T, H, N + R].
+   * `viaLinear` (runStep only): the products go through `linear` (MLASkinnyMatMul on webgpu for
+   * few rows, no gradient); otherwise tf.matMul, so attendWithoutCache stays differentiable.
+   */
+  private projectQueries(x: tf.Tensor2D, viaLinear = false): tf.Tensor3D {
     const input = tf.cast(x, 'float32');
+    const project = (t: tf.Tensor2D, name: HFWeightName): tf.Tensor2D =>
+        viaLinear ? this.linear(t, name) : tf.matMul(t, this.weight(name), false, true);
     let q: tf.Tensor;
     if (this.qLoraRank === null) {
-      q = tf.matMul(input, this.weight('q_proj.weight'), false, true);
+      q = project(input, 'q_proj.weight');
     } else {
-      const qA = tf.matMul(input, this.weight('q_a_proj.weight'), false, true);
+      const qA = project(input, 'q_a_proj.weight');
       const normed = rmsNorm(qA, this.weight('q_a_layernorm.weight'), this.rmsNormEps);
-      q = tf.matMul(normed, this.weight('q_b_proj.weight'), false, true);
+      q = project(normed as tf.Tensor2D, 'q_b_proj.weight');
     }
     return tf.reshape(q, [x.shape[0], this.numAttentionHeads, this.qkNopeHeadDim + this.qkRopeHeadDim]);
   }

@@ -1,0 +1,75 @@
+import * as tf from '@tensorflow/tfjs-core';
+import * as mla from '../src/index.js';
+import {describeEachBackend, expectClose, expectNoNewTensors} from './helpers/backends.js';
+
+/**
+ * MLASkinnyMatMul (y = x · wᵀ, x [M, K], w [N, K]) on every backend against a float64
+ * reference computed here and against tf.matMul(x, w, false, true) on the same backend:
+ * M = 1..8, K = 4, 36, 130 (not a multiple of 4: the scalar program) and 2048, N = 1, 5, 576
+ * (N not a multiple of the rows per invocation: the clamped tail).
+ * Bound: max |Δ| ≤ 1e-5 · K · max|x| · max|w|.
+ */
+
+function randomValues(n: number, seed: number, scale: number): Float32Array {
+  let s = seed >>> 0;
+  const out = new Float32Array(n);
+  for (let i = 0; i < n; i++) {
+    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
+    out[i] = (s / 4294967296 * 2 - 1) * scale;
+  }
+  return out;
+}
+
+function reference(x: Float32Array, w: Float32Array, m: number, k: number, n: number): Float64Array {
+  const y = new Float64Array(m * n);
+  for (let i = 0; i < m; i++) {
+    for (let j = 0; j < n; j++) {
+      let sum = 0;
+      for (let l = 0; l < k; l++) sum += x[i * k + l] * w[j * k + l];
+      y[i * n + j] = sum;
+    }
+  }
+  return y;
+}
+
+function maxAbs(a: Float32Array): number {
+  let v = 0;
+  for (const e of a) v = Math.max(v, Math.abs(e));
+  return v;
+}
+
+describeEachBackend('skinnyMatMul', (backend) => {
+  for (const k of [4, 36, 130, 2048]) {
+    for (const n of [1, 5, 576]) {
+      it(`M = 1..8, K = ${k}, N = ${n}: matches the float64 reference and tf.matMul`, async () => {
+        for (let m = 1; m <= 8; m++) {
+          const xv = randomValues(m * k, 7 * m + k, 1.5);
+          const wv = randomValues(n * k, 13 * n + k, 0.05);
+          const tolerance = 1e-5 * k * maxAbs(xv) * maxAbs(wv);
+          const expected = reference(xv, wv, m, k, n);
+          await expectNoNewTensors(async () => {
+            const x = tf.tensor2d(xv, [m, k]);
+            const w = tf.tensor2d(wv, [n, k]);
+            const y = mla.skinnyMatMul(x, w);
+            const yMatMul = tf.matMul(x, w, false, true);
+            expect(y.shape).toEqual([m, n]);
+            const got = await y.data();
+            expectClose(got, expected, tolerance, `${backend} M=${m} K=${k} N=${n} vs reference`);
+            expectClose(got, await yMatMul.data(), tolerance,
+                        `${backend} M=${m} K=${k} N=${n} vs tf.matMul`);
+            tf.dispose([x, w, y, yMatMul]);
+          }, `skinnyMatMul M=${m} K=${k} N=${n}`);
+        }
+      });
+    }
+  }
+
+  it('rejects mismatched shapes and non-float32 inputs', () => {
+    const x = tf.zeros([2, 8]) as tf.Tensor2D;
+    const w = tf.zeros([3, 6]) as tf.Tensor2D;
+    const wInt = tf.zeros([3, 8], 'int32') as tf.Tensor2D;
+    expect(() => mla.skinnyMatMul(x, w)).toThrowError(/skinnyMatMul w: expected shape \[\?, 8\]/);
+    expect(() => mla.skinnyMatMul(x, wInt)).toThrowError(/expected dtype float32/);
+    tf.dispose([x, w, wInt]);
+  });
+});
