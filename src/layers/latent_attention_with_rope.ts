@@ -74,6 +74,8 @@ interface AbsorbedWeights {
   wUk: tf.Tensor3D;
   /** W_UV as [H, V, L] (the transpose of the documented [H, L, V]: matMul takes transposeB). */
   wUvT: tf.Tensor3D;
+  /** Per head, [L, N] and [V, L]: the [out, in] operands of MLASkinnyMatMul (made on first use). */
+  perHead: {wUkT: tf.Tensor2D[], wUvT: tf.Tensor2D[]}|null;
 }
 
 const HF_WEIGHT_NAMES = [
@@ -331,15 +333,31 @@ export class LatentAttentionWithRope extends layers.Layer {
         source,
         wUk: tf.keep(this.kvBHeads('wUk', 0, this.qkNopeHeadDim)),
         wUvT: tf.keep(this.kvBHeads('wUv', this.qkNopeHeadDim, this.vHeadDim)),
+        perHead: null,
       };
     }
     return this.absorbed;
+  }
+
+  /** W_UK and W_UV split by head in MLASkinnyMatMul's [out, in] layout, kept like the others. */
+  private absorbedWeightsPerHead(): {wUkT: tf.Tensor2D[], wUvT: tf.Tensor2D[]} {
+    const absorbed = this.absorbedWeights();
+    if (absorbed.perHead === null) {
+      absorbed.perHead = tf.tidy(() => ({
+        wUkT: tf.unstack(tf.transpose(absorbed.wUk, [0, 2, 1])).map((w) => tf.keep(w as tf.Tensor2D)),
+        wUvT: tf.unstack(absorbed.wUvT).map((w) => tf.keep(w as tf.Tensor2D)),
+      }));
+    }
+    return absorbed.perHead;
   }
 
   private clearAbsorbedWeights(): void {
     if (this.absorbed !== null) {
       this.absorbed.wUk.dispose();
       this.absorbed.wUvT.dispose();
+      if (this.absorbed.perHead !== null) {
+        tf.dispose([...this.absorbed.perHead.wUkT, ...this.absorbed.perHead.wUvT]);
+      }
       this.absorbed = null;
     }
   }
@@ -496,8 +514,13 @@ export class LatentAttentionWithRope extends layers.Layer {
    */
   private linear(x: tf.Tensor2D, name: HFWeightName): tf.Tensor2D {
     const w = this.weight(name) as tf.Tensor2D;
-    if (tf.getBackend() === 'webgpu' && x.shape[0] <= MAX_SKINNY_ROWS) return skinnyMatMul(x, w);
+    if (this.useSkinnyMatMul(x.shape[0])) return skinnyMatMul(x, w);
     return tf.matMul(x, w, false, true);
+  }
+
+  /** Whether products with `rows` rows go through MLASkinnyMatMul (webgpu, few rows). */
+  private useSkinnyMatMul(rows: number): boolean {
+    return tf.getBackend() === 'webgpu' && rows <= MAX_SKINNY_ROWS;
   }
 
   /**
@@ -524,14 +547,29 @@ export class LatentAttentionWithRope extends layers.Layer {
   private absorbedAttention(qRoped: tf.Tensor3D, cache: tf.Tensor3D, lookup: tf.Tensor2D,
                             tokenInfo: tf.Tensor2D, maxContextLength: number): tf.Tensor2D {
     const numTokens = qRoped.shape[0];
-    const {wUk, wUvT} = this.absorbedWeights();
     const [qNope, qRope] = tf.split(qRoped, [this.qkNopeHeadDim, this.qkRopeHeadDim], 2);
-    const qLatent = tf.matMul(tf.transpose(qNope, [1, 0, 2]), wUk);  // [H, T, L]
-    const qAbsorbed = tf.concat([tf.transpose(qLatent, [1, 0, 2]), qRope], 2) as tf.Tensor3D;
+    // On webgpu with few tokens, tfjs's batched matMul is far slower than reading the weights
+    // (≈ 250 ms a decode step at V2-Lite sizes): one MLASkinnyMatMul per head instead.
+    const perHead = this.useSkinnyMatMul(numTokens) ? this.absorbedWeightsPerHead() : null;
+    let qLatent: tf.Tensor;  // [T, H, L]
+    if (perHead !== null) {
+      qLatent = tf.stack(tf.unstack(qNope, 1).map(
+          (q, h) => skinnyMatMul(q as tf.Tensor2D, perHead.wUkT[h])), 1);
+    } else {
+      qLatent = tf.transpose(tf.matMul(tf.transpose(qNope, [1, 0, 2]), this.absorbedWeights().wUk), [1, 0, 2]);
+    }
+    const qAbsorbed = tf.concat([qLatent, qRope], 2) as tf.Tensor3D;
     const outLatent = mlaDecode(qAbsorbed, cache, lookup, tokenInfo,
                                 {scale: this.scale, kvLoraRank: this.kvLoraRank, maxContextLength});
-    const out = tf.matMul(tf.transpose(outLatent, [1, 0, 2]), wUvT, false, true);  // [H, T, V]
-    return tf.reshape(tf.transpose(out, [1, 0, 2]), [numTokens, this.numAttentionHeads * this.vHeadDim]);
+    let out: tf.Tensor;  // [T, H, V]
+    if (perHead !== null) {
+      out = tf.stack(tf.unstack(outLatent, 1).map(
+          (o, h) => skinnyMatMul(o as tf.Tensor2D, perHead.wUvT[h])), 1);
+    } else {
+      out = tf.transpose(tf.matMul(tf.transpose(outLatent, [1, 0, 2]), this.absorbedWeights().wUvT,
+                                   false, true), [1, 0, 2]);
+    }
+    return tf.reshape(out, [numTokens, this.numAttentionHeads * this.vHeadDim]);
   }
 
   /**
