@@ -7,8 +7,8 @@
 // tokens; and each kernel (MLADecode, MLAPrefill, FusedRope) against the device's limits
 // measured in the same run by a read probe (GB/s) and an FMA probe (GFLOP/s).
 // Prints a table and writes bench/results.json (a full webgpu run) or bench/results.local.json.
-import {execFileSync, spawnSync} from 'node:child_process';
-import {existsSync, writeFileSync} from 'node:fs';
+import {execFileSync} from 'node:child_process';
+import {writeFileSync} from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import {fileURLToPath} from 'node:url';
@@ -53,32 +53,13 @@ function parseArgs(argv) {
 const options = parseArgs(process.argv.slice(2));
 
 // ---- Dawn needs libvulkan.so.1; Debian's chromium ships one. The loader path is read at process
-// start, so when the system has none the script runs again with LD_LIBRARY_PATH set: the
-// package's rerunWithVulkanLoader() (tfjs-mla/node), or the same steps here for an older build.
-
-function vulkanLoaderOnPath() {
-  const folders = [...(process.env.LD_LIBRARY_PATH ?? '').split(':').filter(Boolean),
-                   '/lib/x86_64-linux-gnu', '/usr/lib/x86_64-linux-gnu', '/lib/aarch64-linux-gnu',
-                   '/usr/lib/aarch64-linux-gnu', '/lib64', '/usr/lib64', '/lib', '/usr/lib',
-                   '/usr/local/lib'];
-  return folders.some((f) => existsSync(path.join(f, 'libvulkan.so.1')));
-}
+// start, so when the system has none rerunWithVulkanLoader() runs this script again with
+// LD_LIBRARY_PATH set (`npm run bench` builds dist/ first, so it is always there).
 
 let nodeSetup = null;
 if (options.backend === 'webgpu') {
-  nodeSetup = await import('../dist/node.js').catch(() => null);
-  if (nodeSetup?.rerunWithVulkanLoader) {
-    await nodeSetup.rerunWithVulkanLoader();
-  } else if (process.platform === 'linux' && !vulkanLoaderOnPath() && !process.env.MLA_BENCH_CHILD) {
-    const chromiumLib = ['/usr/lib/chromium', '/usr/lib/chromium-browser']
-                            .find((f) => existsSync(path.join(f, 'libvulkan.so.1')));
-    if (chromiumLib !== undefined) {
-      const env = {...process.env, MLA_BENCH_CHILD: '1',
-                   LD_LIBRARY_PATH: [chromiumLib, process.env.LD_LIBRARY_PATH].filter(Boolean).join(':')};
-      const child = spawnSync(process.execPath, process.argv.slice(1), {stdio: 'inherit', env});
-      process.exit(child.status ?? 1);
-    }
-  }
+  nodeSetup = await import('../dist/node.js');
+  await nodeSetup.rerunWithVulkanLoader();
 }
 
 // ---- imports (after the re-spawn decision) -------------------------------------------------------
@@ -107,31 +88,10 @@ async function initBackend() {
     device = {backend: 'cpu', description: 'tfjs cpu backend (JavaScript, main thread)'};
     return;
   }
-  const node = nodeSetup;
-  if (node?.initNodeWebGPU) {
-    const info = await node.initNodeWebGPU();
-    releaseGpu = () => node.releaseNodeWebGPU();
-    device = {backend: 'webgpu', setup: 'tfjs-mla/node initNodeWebGPU', ...info.adapterInfo,
-              icdPath: info.icdPath ?? process.env.VK_ICD_FILENAMES ?? null};
-  } else {
-    // The package's Node setup is not built: the same steps by hand.
-    process.env.VK_ICD_FILENAMES ??= '/usr/lib/chromium/vk_swiftshader_icd.json';
-    process.env.XDG_RUNTIME_DIR ??= '/tmp';
-    const {create, globals} = await import('webgpu');
-    Object.assign(globalThis, globals);
-    globalThis.navigator = {gpu: create([])};
-    await import('@tensorflow/tfjs-backend-webgpu');
-    if (!(await tf.setBackend('webgpu'))) throw new Error('tf.setBackend(\'webgpu\') failed');
-    const adapter = await globalThis.navigator.gpu.requestAdapter();
-    const info = adapter?.info ?? {};
-    releaseGpu = () => {
-      tf.removeBackend('webgpu');
-      delete globalThis.navigator;
-    };
-    device = {backend: 'webgpu', setup: 'manual (webgpu npm package)', vendor: info.vendor,
-              architecture: info.architecture, device: info.device, description: info.description,
-              icdPath: process.env.VK_ICD_FILENAMES};
-  }
+  const info = await nodeSetup.initNodeWebGPU();
+  releaseGpu = () => nodeSetup.releaseNodeWebGPU();
+  device = {backend: 'webgpu', setup: 'tfjs-mla/node initNodeWebGPU', ...info.adapterInfo,
+            icdPath: info.icdPath ?? process.env.VK_ICD_FILENAMES ?? null};
   const limits = tf.backend().device?.limits;
   if (limits) {
     device.limits = {
