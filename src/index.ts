@@ -1,6 +1,6 @@
 export {registerMLAKernels} from './register.js';
 export * from './kernels/kernel_names.js';
-export {fusedRope, mlaDecode, mlaPrefill, mergeAttentionPartials, skinnyMatMul} from './ops/mla_ops.js';
+export {fusedRope, mlaDecode, mlaPrefill, mergeAttentionPartials, mlaLinear} from './ops/mla_ops.js';
 export * from './rope/rotary_embedding.js';
 export * from './cache/kv_cache_params.js';
 export * from './cache/paged_kv_cache.js';

@@ -2,15 +2,15 @@ import * as tf from '@tensorflow/tfjs-core';
 import {fusedRopeCpuConfig} from './kernels/cpu/FusedRope.js';
 import {mlaDecodeCpuConfig} from './kernels/cpu/MLADecode.js';
 import {mlaPrefillCpuConfig} from './kernels/cpu/MLAPrefill.js';
-import {skinnyMatMulCpuConfig} from './kernels/cpu/SkinnyMatMul.js';
+import {linearCpuConfig} from './kernels/cpu/Linear.js';
 import {mlaPrefillGradConfig} from './kernels/gradients.js';
 import {webgpuKernelConfigs} from './kernels/webgpu/index.js';
 
 const cpuKernelConfigs: tf.KernelConfig[] =
-    [fusedRopeCpuConfig, mlaPrefillCpuConfig, mlaDecodeCpuConfig, skinnyMatMulCpuConfig];
+    [fusedRopeCpuConfig, mlaPrefillCpuConfig, mlaDecodeCpuConfig, linearCpuConfig];
 
 /**
- * Registers MLAPrefill, MLADecode, FusedRope and MLASkinnyMatMul for 'cpu' and 'webgpu', and the gradient of
+ * Registers MLAPrefill, MLADecode, FusedRope and MLALinear for 'cpu' and 'webgpu', and the gradient of
  * MLAPrefill (the kernel of the layer's no-cache path). Idempotent:
  * a kernel already registered under its name and backend is left as it is.
  * Importing the package root calls it.

@@ -78,9 +78,11 @@ export const MLA_PREFILL = 'MLAPrefill';
 export const MLA_DECODE = 'MLADecode';
 
 /**
- * MLASkinnyMatMul: y = x · wᵀ for a few rows of x (the decode-step projections of the layer:
- * q_proj, q_a_proj, q_b_proj, kv_a_proj_with_mqa, o_proj), with w in the HF [out, in] layout.
- * The webgpu kernel streams w once (memory-bound); the layer uses it for M ≤ 8 on webgpu.
+ * MLALinear: y = x · wᵀ, a bias-free HF Linear with w in the [out, in] layout (the layer's
+ * projections q_proj, q_a_proj, q_b_proj, kv_a_proj_with_mqa, o_proj, the decompression by
+ * kv_b_proj and the per-head W_UK / W_UV products). The webgpu kernel keeps its partial sums in
+ * registers with no workgroup memory; the layer uses it on webgpu for decode steps (M ≤ 8) and,
+ * on software adapters (SwiftShader), for every M, where tfjs's tiled matMul is 10× slower.
  * No gradient is registered: the layer's training path (attendWithoutCache) uses tf.matMul.
  *
  * inputs:
@@ -89,7 +91,7 @@ export const MLA_DECODE = 'MLADecode';
  * output:
  *   float32 [M, N]: y[m, n] = Σ_k x[m, k] · w[n, k].
  */
-export const SKINNY_MATMUL = 'MLASkinnyMatMul';
+export const LINEAR = 'MLALinear';
 
 export interface FusedRopeAttrs {
   eps: number;

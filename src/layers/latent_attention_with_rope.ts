@@ -3,12 +3,12 @@ import {initializers, layers, LayerVariable} from '@tensorflow/tfjs-layers';
 import {KVCacheParams} from '../cache/kv_cache_params.js';
 import {KVCollection} from '../cache/paged_kv_cache.js';
 import {checkInteger} from '../ops/check.js';
-import {fusedRope, mergeAttentionPartials, mlaDecode, mlaPrefill, skinnyMatMul} from '../ops/mla_ops.js';
+import {fusedRope, mergeAttentionPartials, mlaDecode, mlaPrefill, mlaLinear} from '../ops/mla_ops.js';
 import {RotaryEmbedding, ropeFromConfig} from '../rope/rotary_embedding.js';
 import {applyRope, rmsNorm} from '../ops/differentiable.js';
 import {MLAPrefillMetadata, planPrefillChunks, PrefillChunk, prefillChunks} from './prefill_metadata.js';
 import {DeviceRef, ShardingStrategy} from './sharding.js';
-import {MAX_SKINNY_ROWS} from '../kernels/webgpu/skinny_matmul_webgpu.js';
+import {isSoftwareAdapter, WebGPUBackend} from '../kernels/webgpu/webgpu_util.js';
 import '../register.js';
 
 export type GraphMode = 'prefill'|'decode'|'auto';
@@ -58,6 +58,9 @@ export interface ForwardOptions {
   prefillMetadata?: MLAPrefillMetadata;
 }
 
+/** Products with at most this many rows (decode steps) go through MLALinear on any webgpu adapter. */
+const DECODE_LINEAR_ROWS = 8;
+
 /** The host-side plan of one step: all JS numbers, checked before any tensor work. */
 interface StepPlan {
   numTokens: number;
@@ -74,7 +77,7 @@ interface AbsorbedWeights {
   wUk: tf.Tensor3D;
   /** W_UV as [H, V, L] (the transpose of the documented [H, L, V]: matMul takes transposeB). */
   wUvT: tf.Tensor3D;
-  /** Per head, [L, N] and [V, L]: the [out, in] operands of MLASkinnyMatMul (made on first use). */
+  /** Per head, [L, N] and [V, L]: the [out, in] operands of MLALinear (made on first use). */
   perHead: {wUkT: tf.Tensor2D[], wUvT: tf.Tensor2D[]}|null;
 }
 
@@ -339,7 +342,7 @@ export class LatentAttentionWithRope extends layers.Layer {
     return this.absorbed;
   }
 
-  /** W_UK and W_UV split by head in MLASkinnyMatMul's [out, in] layout, kept like the others. */
+  /** W_UK and W_UV split by head in MLALinear's [out, in] layout, kept like the others. */
   private absorbedWeightsPerHead(): {wUkT: tf.Tensor2D[], wUvT: tf.Tensor2D[]} {
     const absorbed = this.absorbedWeights();
     if (absorbed.perHead === null) {
@@ -502,30 +505,39 @@ export class LatentAttentionWithRope extends layers.Layer {
           this.absorbedAttention(qRoped, cache, lookup, tokenInfo, collection.maxContextLength) :
           this.decompressedAttention(qRoped, cache, lookup, tokenInfo, prefillChunks(
               metadata, collection.cacheLengths.map((c, b) => c + collection.numNewTokens[b]),
-              (b, k) => collection.slotOf(b, k)));
+              (b, k) => collection.slotOf(b, k)), true);
       return this.linear(attention as tf.Tensor2D, 'o_proj.weight');
     });
   }
 
   /**
-   * x · Wᵀ for the weight `name` ([out, in]): MLASkinnyMatMul on webgpu for up to
-   * MAX_SKINNY_ROWS rows (decode steps; it streams W once instead of tfjs's tiled matMul),
-   * else tf.matMul. Not differentiable on the skinny path: attendWithoutCache does not use it.
+   * x · Wᵀ for the weight `name` ([out, in]): MLALinear where `useLinearKernel` says so, else
+   * tf.matMul. Not differentiable through MLALinear: attendWithoutCache does not use it.
    */
   private linear(x: tf.Tensor2D, name: HFWeightName): tf.Tensor2D {
-    const w = this.weight(name) as tf.Tensor2D;
-    if (this.useSkinnyMatMul(x.shape[0])) return skinnyMatMul(x, w);
+    return this.product(x, this.weight(name) as tf.Tensor2D);
+  }
+
+  /** x · wᵀ through MLALinear where `useLinearKernel(rows)`, else tf.matMul. */
+  private product(x: tf.Tensor2D, w: tf.Tensor2D): tf.Tensor2D {
+    if (this.useLinearKernel(x.shape[0])) return mlaLinear(x, w);
     return tf.matMul(x, w, false, true);
   }
 
-  /** Whether products with `rows` rows go through MLASkinnyMatMul (webgpu, few rows). */
-  private useSkinnyMatMul(rows: number): boolean {
-    return tf.getBackend() === 'webgpu' && rows <= MAX_SKINNY_ROWS;
+  /**
+   * Whether products with `rows` rows go through MLALinear: on webgpu for decode steps (few
+   * rows: it streams W once where tfjs's tiled matMul is 2-14× slower, SwiftShader) and on
+   * software adapters for every row count (≈ 2 GFLOP/s there against tfjs's 0.05-0.2). On a
+   * GPU, tfjs's workgroup-tiled matMul keeps larger products.
+   */
+  private useLinearKernel(rows: number): boolean {
+    if (tf.getBackend() !== 'webgpu') return false;
+    return rows <= DECODE_LINEAR_ROWS || isSoftwareAdapter(tf.backend() as unknown as WebGPUBackend);
   }
 
   /**
    * q = x·q_projᵀ, or RMSNorm(x·q_a_projᵀ)·q_b_projᵀ with q-LoRA; as [T, H, N + R].
-   * `viaLinear` (runStep only): the products go through `linear` (MLASkinnyMatMul on webgpu for
+   * `viaLinear` (runStep only): the products go through `linear` (MLALinear on webgpu for
    * few rows, no gradient); otherwise tf.matMul, so attendWithoutCache stays differentiable.
    */
   private projectQueries(x: tf.Tensor2D, viaLinear = false): tf.Tensor3D {
@@ -549,12 +561,12 @@ export class LatentAttentionWithRope extends layers.Layer {
     const numTokens = qRoped.shape[0];
     const [qNope, qRope] = tf.split(qRoped, [this.qkNopeHeadDim, this.qkRopeHeadDim], 2);
     // On webgpu with few tokens, tfjs's batched matMul is far slower than reading the weights
-    // (≈ 250 ms a decode step at V2-Lite sizes): one MLASkinnyMatMul per head instead.
-    const perHead = this.useSkinnyMatMul(numTokens) ? this.absorbedWeightsPerHead() : null;
+    // (≈ 250 ms a decode step at V2-Lite sizes): one MLALinear per head instead.
+    const perHead = this.useLinearKernel(numTokens) ? this.absorbedWeightsPerHead() : null;
     let qLatent: tf.Tensor;  // [T, H, L]
     if (perHead !== null) {
       qLatent = tf.stack(tf.unstack(qNope, 1).map(
-          (q, h) => skinnyMatMul(q as tf.Tensor2D, perHead.wUkT[h])), 1);
+          (q, h) => mlaLinear(q as tf.Tensor2D, perHead.wUkT[h])), 1);
     } else {
       qLatent = tf.transpose(tf.matMul(tf.transpose(qNope, [1, 0, 2]), this.absorbedWeights().wUk), [1, 0, 2]);
     }
@@ -564,7 +576,7 @@ export class LatentAttentionWithRope extends layers.Layer {
     let out: tf.Tensor;  // [T, H, V]
     if (perHead !== null) {
       out = tf.stack(tf.unstack(outLatent, 1).map(
-          (o, h) => skinnyMatMul(o as tf.Tensor2D, perHead.wUvT[h])), 1);
+          (o, h) => mlaLinear(o as tf.Tensor2D, perHead.wUvT[h])), 1);
     } else {
       out = tf.transpose(tf.matMul(tf.transpose(outLatent, [1, 0, 2]), this.absorbedWeights().wUvT,
                                    false, true), [1, 0, 2]);
@@ -576,10 +588,12 @@ export class LatentAttentionWithRope extends layers.Layer {
    * The prefill path: per chunk of at most bufferSize context rows, gather the latent rows,
    * decompress them with kv_b_proj into K_nope | V, run MLAPrefill, and merge the chunks'
    * partial softmax results by log-sum-exp. Differentiable (MLAPrefill has a gradient), so
-   * the no-cache path uses it too, with a dense `cache`.
+   * the no-cache path uses it too, with a dense `cache`; `viaLinear` (runStep only, no
+   * gradient) decompresses through `linear`.
    */
   private decompressedAttention(qRoped: tf.Tensor3D, cache: tf.Tensor3D, lookup: tf.Tensor2D,
-                                tokenInfo: tf.Tensor2D, chunks: PrefillChunk[]): tf.Tensor2D {
+                                tokenInfo: tf.Tensor2D, chunks: PrefillChunk[],
+                                viaLinear = false): tf.Tensor2D {
     const [numTokens, numHeads] = qRoped.shape;
     const rowWidth = this.kvLoraRank + this.qkRopeHeadDim;
     const cacheRows = tf.reshape(cache, [-1, rowWidth]);
@@ -590,7 +604,8 @@ export class LatentAttentionWithRope extends layers.Layer {
         const slots = tf.tensor1d(chunk.slots, 'int32');
         const latent = tf.slice(tf.gather(cacheRows, slots), [0, 0], [chunk.slots.length, this.kvLoraRank]);
         const kvBuffer = tf.reshape(
-            tf.matMul(latent, this.weight('kv_b_proj.weight'), false, true),
+            viaLinear ? this.linear(latent as tf.Tensor2D, 'kv_b_proj.weight') :
+                        tf.matMul(latent, this.weight('kv_b_proj.weight'), false, true),
             [chunk.slots.length, numHeads, this.qkNopeHeadDim + this.vHeadDim]) as tf.Tensor3D;
         const chunkInfo = tf.tensor2d(chunk.chunkInfo, [lookup.shape[0], 3], 'int32');
         return mlaPrefill(qRoped, kvBuffer, cache, lookup, tokenInfo, chunkInfo,

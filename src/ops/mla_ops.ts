@@ -1,5 +1,5 @@
 import * as tf from '@tensorflow/tfjs-core';
-import {FUSED_ROPE, FusedRopeAttrs, MLA_DECODE, MLA_PREFILL, MLADecodeAttrs, MLAPrefillAttrs, SKINNY_MATMUL} from '../kernels/kernel_names.js';
+import {FUSED_ROPE, FusedRopeAttrs, MLA_DECODE, MLA_PREFILL, MLADecodeAttrs, MLAPrefillAttrs, LINEAR} from '../kernels/kernel_names.js';
 import {checkInteger, checkShape} from './check.js';
 
 /**
@@ -66,11 +66,11 @@ function mlaPrefill_(
                                attrs as unknown as tf.NamedAttrMap) as tf.Tensor3D;
 }
 
-function skinnyMatMul_(x: tf.Tensor2D, w: tf.Tensor2D): tf.Tensor2D {
-  checkShape('skinnyMatMul x', x, [null, null], 'float32');
-  checkShape('skinnyMatMul w', w, [null, x.shape[1]], 'float32');
+function mlaLinear_(x: tf.Tensor2D, w: tf.Tensor2D): tf.Tensor2D {
+  checkShape('mlaLinear x', x, [null, null], 'float32');
+  checkShape('mlaLinear w', w, [null, x.shape[1]], 'float32');
   const inputs = {x, w};
-  return tf.engine().runKernel(SKINNY_MATMUL, inputs as unknown as tf.NamedTensorMap) as tf.Tensor2D;
+  return tf.engine().runKernel(LINEAR, inputs as unknown as tf.NamedTensorMap) as tf.Tensor2D;
 }
 
 /** FusedRope: see src/kernels/kernel_names.ts. Writes the cache in place. */
@@ -80,10 +80,10 @@ export const mlaDecode = tf.op({mlaDecode_});
 /** MLAPrefill: see src/kernels/kernel_names.ts. */
 export const mlaPrefill = tf.op({mlaPrefill_});
 /**
- * MLASkinnyMatMul: y = x · wᵀ (x [M, K], w [N, K]); see src/kernels/kernel_names.ts. Meant for
- * few rows (M ≤ 8) on webgpu. Not differentiable (no gradient is registered).
+ * MLALinear: y = x · wᵀ (x [M, K], w [N, K]); see src/kernels/kernel_names.ts. Not
+ * differentiable (no gradient is registered): use tf.matMul(x, w, false, true) to train.
  */
-export const skinnyMatMul = tf.op({skinnyMatMul_});
+export const mlaLinear = tf.op({mlaLinear_});
 
 /**
  * Merges two MLAPrefill partial results [T, H, V + 1] (normalized output | log-sum-exp) over

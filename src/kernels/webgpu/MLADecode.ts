@@ -2,7 +2,7 @@ import type {KernelConfig, KernelFunc, NamedAttrMap, TensorInfo} from '@tensorfl
 import {MLA_DECODE, MLADecodeAttrs} from '../kernel_names.js';
 import {MLADecodeReduceProgram} from './mla_decode_reduce_webgpu.js';
 import {MLADecodeSplitProgram, planMLADecode} from './mla_decode_webgpu.js';
-import {deviceLimits, WebGPUBackend} from './webgpu_util.js';
+import {deviceLimits, isSoftwareAdapter, softwareAdapterThreads, WebGPUBackend} from './webgpu_util.js';
 
 /**
  * The webgpu MLADecode (contract in ../kernel_names.ts): flash decoding over the paged cache.
@@ -26,7 +26,8 @@ export function mlaDecodeWebGPU(args: {
   }
 
   const plan = planMLADecode(numTokens, numHeads, rowWidth, latentDim, attrs.maxContextLength,
-                             deviceLimits(backend));
+                             deviceLimits(backend), isSoftwareAdapter(backend),
+                             softwareAdapterThreads());
   const splitProgram = new MLADecodeSplitProgram(q.shape, latentDim, plan);
   const uniforms = [
     {type: 'float32' as const, data: [attrs.scale * Math.LOG2E]},

@@ -2,25 +2,12 @@ import type {KernelConfig, KernelFunc, NamedAttrMap, TensorInfo} from '@tensorfl
 import type {WebGPUBackend} from '@tensorflow/tfjs-backend-webgpu';
 import {MLA_PREFILL, MLAPrefillAttrs} from '../kernel_names.js';
 import {chooseMLAPrefillTiling, MLAPrefillProgram} from './mla_prefill_webgpu.js';
-import {deviceLimits} from './webgpu_util.js';
+import {deviceLimits, isSoftwareAdapter} from './webgpu_util.js';
 
 /** Workgroup memory the kernel plans for, whatever more the device allows (SwiftShader's plain limit). */
 const WORKGROUP_BYTES = 16384;
 /** Invocations per workgroup the kernel plans for at most. */
 const MAX_INVOCATIONS = 256;
-
-/**
- * Whether the backend's adapter runs shaders on the CPU (SwiftShader: Dawn reports vendor
- * 'google', architecture 'swiftshader'). tfjs keeps the adapter info in a field its typings
- * mark private.
- */
-export function isSoftwareAdapter(backend: WebGPUBackend): boolean {
-  const info = (backend as unknown as {adapterInfo?: {vendor?: unknown, architecture?: unknown}})
-                   .adapterInfo;
-  const architecture = String(info?.architecture ?? '').toLowerCase();
-  return architecture.includes('swiftshader') || architecture.includes('llvmpipe') ||
-      architecture.includes('lavapipe');
-}
 
 /**
  * MLAPrefill on webgpu: one flash-attention dispatch (see mla_prefill_webgpu.ts), same contract

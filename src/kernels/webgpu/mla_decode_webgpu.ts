@@ -69,26 +69,30 @@ export function decodeVectorWidth(rowWidth: number, latentDim: number): number {
 
 /**
  * Chooses the tiling from the shapes and `maxContextLength` (host-side numbers only).
- * `limits` are the device's workgroup limits.
+ * `limits` are the device's workgroup limits; `software` says the adapter runs shaders on the
+ * CPU (SwiftShader), where `threads` workgroups run at a time.
  *
- * On SwiftShader (the CPU WebGPU of the tests) a workgroup's invocations run 4 per SIMD
- * group and every barrier switches between the groups, so few lanes with many columns each
- * are fastest; the unrolled code (and its compile time) grows with heads × keys per tile ×
- * columns per lane. Measured at DeepSeek-V2-Lite sizes (H=16, L=512, R=64, one token,
- * context 2048, SwiftShader limited to 2 idle cores): W=16, HB=16, KT=4 (9 vec4 columns per
- * lane) took ~33 ms per decode step (median, including the read-back), W=64/KT=2 ~77 ms;
- * the first call compiles for ~3.5 s.
+ * On a GPU: ~9 vec4 registers of the row per lane, all heads (≤ 16) in one workgroup and
+ * enough splits of the context for TARGET_WORKGROUPS workgroups.
+ *
+ * On SwiftShader a workgroup's invocations run 4 per SIMD group (Subzero JIT), every barrier
+ * switches between the groups, and each workgroup has a large fixed cost, so: 8 lanes with
+ * 18 vec4 registers of the row each, and only as many workgroups as threads. Measured at
+ * DeepSeek-V2-Lite sizes (H=16, L=512, R=64, one token, context 2048, 2 cores, Node,
+ * `node bench/tune_decode.mjs`): W=8/KT=4 with 2 splits 30 ms per call; W=16 36 ms,
+ * W=4 39 ms, KT=8 39 ms, HB=8 36 ms; 16 splits (the GPU plan) 42 ms.
  */
 export function planMLADecode(
     numTokens: number, numHeads: number, rowWidth: number, latentDim: number,
-    maxContextLength: number,
-    limits: {invocations: number, storageBytes: number}): MLADecodePlan {
+    maxContextLength: number, limits: {invocations: number, storageBytes: number},
+    software = false, threads = 4): MLADecodePlan {
   const o = tilingOverride;
   const maxInvocations = Math.min(limits.invocations, 256);
   const registersPerRow = rowWidth / decodeVectorWidth(rowWidth, latentDim);
-  // About 9 registers of the row per lane.
+  const registersPerLane = software ? 18 : 9;
   const workgroupSize = Math.min(
-      o.workgroupSize ?? Math.min(64, Math.max(4, nextPowerOfTwo(Math.ceil(registersPerRow / 9)))),
+      o.workgroupSize ??
+          Math.min(64, Math.max(4, nextPowerOfTwo(Math.ceil(registersPerRow / registersPerLane)))),
       maxInvocations);
   const numHeadBlocks =
       Math.ceil(numHeads / Math.min(o.headsPerBlock ?? MAX_HEADS_PER_BLOCK, numHeads));
@@ -99,8 +103,9 @@ export function planMLADecode(
       Math.floor(partialFloats / (headsPerBlock * workgroupSize))));
 
   const context = Math.max(1, maxContextLength);
+  const targetWorkgroups = software ? Math.max(1, threads) : TARGET_WORKGROUPS;
   const bySize = Math.ceil(context / (o.minKeysPerSplit ?? MIN_KEYS_PER_SPLIT));
-  const byOccupancy = Math.ceil(TARGET_WORKGROUPS / Math.max(1, numTokens * numHeadBlocks));
+  const byOccupancy = Math.ceil(targetWorkgroups / Math.max(1, numTokens * numHeadBlocks));
   let numSplits = Math.max(1, Math.min(bySize, byOccupancy, MAX_SPLITS));
   const chunk = Math.ceil(Math.ceil(context / numSplits) / keysPerTile) * keysPerTile;
   numSplits = Math.ceil(context / chunk);
@@ -185,9 +190,11 @@ export class MLADecodeSplitProgram implements WebGPUProgram {
     const lines: string[] = [];
     const emit = (line: string) => lines.push(line);
 
+    // Lanes that sum the KT·HB scores of a tile (each sums SR of them over the W partials).
+    const SR = Math.ceil((KT * HB) / W);
     emit(`
     var<workgroup> partials : array<f32, ${KT * HB * W}>;
-    var<workgroup> scores : array<f32, ${KT * HB}>;
+    var<workgroup> scores : array<f32, ${SR * W}>;
     var<workgroup> keyRange : vec2<i32>;
 
     ${mainHeader('index')} {
@@ -217,6 +224,11 @@ export class MLADecodeSplitProgram implements WebGPUProgram {
       let range = workgroupUniformLoad(&keyRange);
 `);
     for (const j of rowCols) emit(`      let col${j} = lane + ${j * W};`);
+    for (const i of [...Array(SR).keys()]) {
+      emit(`      let sumSlot${i} = lane + ${i * W};`);
+      // Slots past KT·HB sum a clamped (real) slot into a spare score nobody reads.
+      emit(`      let sumBase${i} = min(sumSlot${i}, ${KT * HB - 1}) * ${W};`);
+    }
     for (const h of heads) {
       emit(`      let qRow${h} = (token * numHeads + min(h0 + ${h}, numHeads - 1)) * ${Dv};`);
       for (const j of rowCols) {
@@ -226,39 +238,32 @@ export class MLADecodeSplitProgram implements WebGPUProgram {
       emit(`      var l${h} = 0.0;`);
       for (const j of latentCols) emit(`      var acc${h}_${j} = ${zero};`);
     }
-    for (const k of keys) {
-      for (const j of rowCols) emit(`      var r${k}_${j} = ${zero};`);
-    }
 
+    // The tile loop has no branches: SwiftShader runs a branch as masked code over both
+    // sides and keeps the variables it writes in memory (a guarded rescale of the
+    // accumulators cost a third of the kernel). Keys past the range re-read the range's
+    // last row and get a score of -3e38 (weight 0).
     emit(`
       for (var k0 = range.x; k0 < range.y; k0 += ${KT}) {`);
     for (const k of keys) {
       emit(`
-        {
-          let key = k0 + ${k};
-          if (key < range.y) {
-            let page = lookup[lookupStart + key / pageSize];
-            let rowStart = (page * pageSize + key % pageSize) * ${Dv};`);
-      for (const j of rowCols) emit(`            r${k}_${j} = ${load('cache', 'rowStart', j)};`);
-      emit(`          } else {`);
-      for (const j of rowCols) emit(`            r${k}_${j} = ${zero};`);
-      emit(`          }`);
+        let key${k} = min(k0 + ${k}, range.y - 1);
+        let page${k} = lookup[lookupStart + key${k} / pageSize];
+        let rowStart${k} = (page${k} * pageSize + key${k} % pageSize) * ${Dv};`);
+      for (const j of rowCols) emit(`        let r${k}_${j} = ${load('cache', `rowStart${k}`, j)};`);
       for (const h of heads) {
         const terms = rowCols.map((j) => dot(`q${h}_${j}`, `r${k}_${j}`));
-        emit(`          partials[${(k * HB + h) * W} + lane] = ${sum(terms)};`);
+        emit(`        partials[${(k * HB + h) * W} + lane] = ${sum(terms)};`);
       }
-      emit(`        }`);
     }
     emit(`
-        workgroupBarrier();
-        for (var o = lane; o < ${KT * HB}; o += ${W}) {
-          let base = o * ${W};
-          var s = 0.0;
-          for (var w = 0; w < ${W}; w++) {
-            s += partials[base + w];
-          }
-          scores[o] = select(-3.0e38, s, k0 + o / ${HB} < range.y);
-        }
+        workgroupBarrier();`);
+    for (const i of [...Array(SR).keys()]) {
+      const terms = [...Array(W).keys()].map((w) => `partials[sumBase${i} + ${w}]`);
+      emit(`        scores[sumSlot${i}] = select(-3.0e38, ${terms.join(' + ')},` +
+           ` k0 + sumSlot${i} / ${HB} < range.y);`);
+    }
+    emit(`
         workgroupBarrier();`);
     for (const h of heads) {
       emit(`
@@ -270,11 +275,9 @@ export class MLADecodeSplitProgram implements WebGPUProgram {
       for (const k of keys) emit(`          let p${k} = exp2(s${k} - mNew);`);
       emit(`          l${h} = l${h} * corr + ${sum(keys.map((k) => `p${k}`))};`);
       emit(`          m${h} = mNew;`);
-      emit(`          if (corr != 1.0) {`);
-      for (const j of latentCols) emit(`            acc${h}_${j} *= corr;`);
-      emit(`          }`);
       for (const j of latentCols) {
-        emit(`          acc${h}_${j} += ${sum(keys.map((k) => `p${k} * r${k}_${j}`))};`);
+        emit(`          acc${h}_${j} = acc${h}_${j} * corr + ` +
+             `${sum(keys.map((k) => `p${k} * r${k}_${j}`))};`);
       }
       emit(`        }`);
     }

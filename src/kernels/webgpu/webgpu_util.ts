@@ -49,6 +49,29 @@ export function deviceLimits(backend: WebGPUBackend):
   };
 }
 
+/**
+ * Whether the backend's adapter runs shaders on the CPU (SwiftShader: Dawn reports vendor
+ * 'google', architecture 'swiftshader'). tfjs keeps the adapter info in a field its typings
+ * mark private.
+ */
+export function isSoftwareAdapter(backend: WebGPUBackend): boolean {
+  const info = (backend as unknown as {adapterInfo?: {vendor?: unknown, architecture?: unknown}})
+                   .adapterInfo;
+  const architecture = String(info?.architecture ?? '').toLowerCase();
+  return architecture.includes('swiftshader') || architecture.includes('llvmpipe') ||
+      architecture.includes('lavapipe');
+}
+
+/**
+ * Threads a software adapter runs workgroups on: the host's logical cores
+ * (`navigator.hardwareConcurrency`, in browsers and Node ≥ 21), else 4.
+ */
+export function softwareAdapterThreads(): number {
+  const cores = (globalThis as {navigator?: {hardwareConcurrency?: number}}).navigator
+                    ?.hardwareConcurrency;
+  return typeof cores === 'number' && cores >= 1 ? Math.floor(cores) : 4;
+}
+
 /** A WGSL f32 literal of a JS number (always with a decimal point or exponent). */
 export function f32Literal(x: number): string {
   if (!Number.isFinite(x)) throw new Error(`f32Literal: ${x} is not finite`);

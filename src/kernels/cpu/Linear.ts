@@ -1,10 +1,10 @@
 import type {KernelConfig, KernelFunc, TensorInfo} from '@tensorflow/tfjs-core';
 import type {MathBackendCPU} from '@tensorflow/tfjs-backend-cpu';
-import {SKINNY_MATMUL} from '../kernel_names.js';
+import {LINEAR} from '../kernel_names.js';
 import {valuesOf} from './cpu_tensors.js';
 
-/** The readable reference of MLASkinnyMatMul (contract in ../kernel_names.ts): y = x · wᵀ. */
-export function skinnyMatMulCpu(args: {
+/** The readable reference of MLALinear (contract in ../kernel_names.ts): y = x · wᵀ. */
+export function linearCpu(args: {
   inputs: {x: TensorInfo, w: TensorInfo},
   backend: MathBackendCPU,
 }): TensorInfo {
@@ -24,8 +24,8 @@ export function skinnyMatMulCpu(args: {
   return backend.makeTensorInfo([m, n], 'float32', y);
 }
 
-export const skinnyMatMulCpuConfig: KernelConfig = {
-  kernelName: SKINNY_MATMUL,
+export const linearCpuConfig: KernelConfig = {
+  kernelName: LINEAR,
   backendName: 'cpu',
-  kernelFunc: skinnyMatMulCpu as unknown as KernelFunc,
+  kernelFunc: linearCpu as unknown as KernelFunc,
 };

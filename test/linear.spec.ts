@@ -3,10 +3,11 @@ import * as mla from '../src/index.js';
 import {describeEachBackend, expectClose, expectNoNewTensors} from './helpers/backends.js';
 
 /**
- * MLASkinnyMatMul (y = x · wᵀ, x [M, K], w [N, K]) on every backend against a float64
+ * MLALinear (y = x · wᵀ, x [M, K], w [N, K]) on every backend against a float64
  * reference computed here and against tf.matMul(x, w, false, true) on the same backend:
- * M = 1..8, K = 4, 36, 130 (not a multiple of 4: the scalar program) and 2048, N = 1, 5, 576
- * (N not a multiple of the rows per invocation: the clamped tail).
+ * M = 1..8 (one block of rows), 9 and 20 (blocks of 8 rows, the last one partial), K = 4, 36,
+ * 130 (not a multiple of 4: the scalar program) and 2048, N = 1, 5, 576 (N not a multiple of the
+ * rows of w per invocation: the clamped tail).
  * Bound: max |Δ| ≤ 1e-5 · K · max|x| · max|w|.
  */
 
@@ -38,11 +39,11 @@ function maxAbs(a: Float32Array): number {
   return v;
 }
 
-describeEachBackend('skinnyMatMul', (backend) => {
+describeEachBackend('mlaLinear', (backend) => {
   for (const k of [4, 36, 130, 2048]) {
     for (const n of [1, 5, 576]) {
-      it(`M = 1..8, K = ${k}, N = ${n}: matches the float64 reference and tf.matMul`, async () => {
-        for (let m = 1; m <= 8; m++) {
+      it(`M = 1..8, 9, 20, K = ${k}, N = ${n}: matches the float64 reference and tf.matMul`, async () => {
+        for (const m of [1, 2, 3, 4, 5, 6, 7, 8, 9, 20]) {
           const xv = randomValues(m * k, 7 * m + k, 1.5);
           const wv = randomValues(n * k, 13 * n + k, 0.05);
           const tolerance = 1e-5 * k * maxAbs(xv) * maxAbs(wv);
@@ -50,7 +51,7 @@ describeEachBackend('skinnyMatMul', (backend) => {
           await expectNoNewTensors(async () => {
             const x = tf.tensor2d(xv, [m, k]);
             const w = tf.tensor2d(wv, [n, k]);
-            const y = mla.skinnyMatMul(x, w);
+            const y = mla.mlaLinear(x, w);
             const yMatMul = tf.matMul(x, w, false, true);
             expect(y.shape).toEqual([m, n]);
             const got = await y.data();
@@ -58,7 +59,7 @@ describeEachBackend('skinnyMatMul', (backend) => {
             expectClose(got, await yMatMul.data(), tolerance,
                         `${backend} M=${m} K=${k} N=${n} vs tf.matMul`);
             tf.dispose([x, w, y, yMatMul]);
-          }, `skinnyMatMul M=${m} K=${k} N=${n}`);
+          }, `mlaLinear M=${m} K=${k} N=${n}`);
         }
       });
     }
@@ -68,8 +69,8 @@ describeEachBackend('skinnyMatMul', (backend) => {
     const x = tf.zeros([2, 8]) as tf.Tensor2D;
     const w = tf.zeros([3, 6]) as tf.Tensor2D;
     const wInt = tf.zeros([3, 8], 'int32') as tf.Tensor2D;
-    expect(() => mla.skinnyMatMul(x, w)).toThrowError(/skinnyMatMul w: expected shape \[\?, 8\]/);
-    expect(() => mla.skinnyMatMul(x, wInt)).toThrowError(/expected dtype float32/);
+    expect(() => mla.mlaLinear(x, w)).toThrowError(/mlaLinear w: expected shape \[\?, 8\]/);
+    expect(() => mla.mlaLinear(x, wInt)).toThrowError(/expected dtype float32/);
     tf.dispose([x, w, wInt]);
   });
 });
