@@ -88,7 +88,7 @@ console.log(`context ${S}, batch ${B}: read ${read.gbPerS.toFixed(2)} GB/s, FMA 
 const limits = {invocations: 256, storageBytes: 16384};
 for (const tiling of tilings) {
   setMLADecodeTiling(tiling);
-  const plan = planMLADecode(B, H, D, L, S, limits, true, 4);
+  const plan = planMLADecode(B, H, D, L, S, limits, true, globalThis.navigator?.hardwareConcurrency ?? 4);
   const t0 = performance.now();
   const first = mla.mlaDecode(q, storage, lookup, tokenInfo, attrs);
   const values = await first.data();

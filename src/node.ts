@@ -46,11 +46,14 @@ interface NodeModules {
   dirname(file: string): string;
   join(...parts: string[]): string;
   tmpdir(): string;
+  logicalCores(): number;
 }
 async function nodeModules(): Promise<NodeModules> {
   const [fs, path, os] = await Promise.all(
       [importOptional('node:fs'), importOptional('node:path'), importOptional('node:os')]);
-  return {fs, dirname: path.dirname, join: path.join, tmpdir: os.tmpdir};
+  const logicalCores = (): number =>
+      typeof os.availableParallelism === 'function' ? os.availableParallelism() : os.cpus().length;
+  return {fs, dirname: path.dirname, join: path.join, tmpdir: os.tmpdir, logicalCores};
 }
 
 export interface NodeWebGPUOptions {
@@ -203,7 +206,7 @@ async function importOptional(specifier: string): Promise<any> {  // eslint-disa
  */
 export async function initNodeWebGPU(options: NodeWebGPUOptions = {}): Promise<NodeWebGPUInfo> {
   const env = process.env;
-  const {fs, tmpdir} = await nodeModules();
+  const {fs, tmpdir, logicalCores} = await nodeModules();
   const callerChoseDriver = options.icdPath !== undefined ||
       Boolean(env.VK_ICD_FILENAMES || env.VK_DRIVER_FILES);
   let icdPath: string|undefined;
@@ -226,7 +229,9 @@ export async function initNodeWebGPU(options: NodeWebGPUOptions = {}): Promise<N
     const gpu = webgpu.create(options.dawnOptions ?? []);
     gpuRef = gpu;
     if (g.navigator === undefined) {
-      g.navigator = {gpu};
+      // Node 20 has no navigator: hardwareConcurrency as Node ≥ 21 reports it (the kernels'
+      // plans for SwiftShader size their workgroup counts by it).
+      g.navigator = {gpu, hardwareConcurrency: logicalCores()};
     } else {
       // Node ≥ 21 has a read-only global navigator without gpu.
       Object.defineProperty(g.navigator, 'gpu', {value: gpu, configurable: true, writable: true});

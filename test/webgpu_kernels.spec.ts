@@ -2,6 +2,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import * as mla from '../src/index.js';
 import {expectClose, goldenTolerance} from './helpers/backends.js';
 import {scrambledPagedLayout} from './helpers/paged_layout.js';
+import {MLADecodeTilingOverride, setMLADecodeTiling} from '../src/kernels/webgpu/mla_decode_webgpu.js';
 
 /**
  * The webgpu FusedRope and MLADecode kernels against the cpu reference on small random cases:
@@ -303,6 +304,40 @@ describe('MLADecode webgpu kernel vs the cpu reference', () => {
       const actual = await runDecode('webgpu', c, data, q, 2);
       expect(actual.leaked).withContext('numTensors change over 2 webgpu calls').toBe(0);
       expectClose(actual.values, expected.values, goldenTolerance(expected.values), name);
+    });
+  });
+
+  // The browser's SwiftShader gets the software plan; these force others through the same
+  // program: the GPU plan's 16 lanes and many splits (lanes past the heads own clamped
+  // slots), head blocks that do not divide the heads, one key per tile, and several heads
+  // owned by each lane.
+  const tilings: Array<[string, MLADecodeTilingOverride, KernelCase]> = [
+    ['16 lanes, 5 heads, 64 target workgroups of ≥ 8 keys',
+     {workgroupSize: 16, keysPerTile: 4, targetWorkgroups: 64, minKeysPerSplit: 8},
+     {heads: 5, nope: 8, rope: 8, lora: 16, pageSize: 4, sequences: [
+       {cached: 90, fresh: 2}, {cached: 3, fresh: 1}]}],
+    ['4 lanes, head blocks of 3 over 5 heads, one key per tile, split',
+     {workgroupSize: 4, headsPerBlock: 3, keysPerTile: 1, targetWorkgroups: 16, minKeysPerSplit: 8},
+     {heads: 5, nope: 8, rope: 6, lora: 9, pageSize: 5, sequences: [
+       {cached: 40, fresh: 3}, {cached: 0, fresh: 2}]}],
+    ['4 lanes owning 4 of 16 heads each, 2 keys per tile',
+     {workgroupSize: 4, headsPerBlock: 16, keysPerTile: 2},
+     {heads: 16, nope: 8, rope: 8, lora: 16, pageSize: 2, sequences: [
+       {cached: 21, fresh: 4}, {cached: 6, fresh: 1}]}],
+  ];
+  tilings.forEach(([name, tiling, c], index) => {
+    it(`tiling: ${name}`, async () => {
+      const data = makeCase(c, 3100 + index);
+      const q = randomArray(data.random, data.T * c.heads * (c.lora + c.rope));
+      const expected = await runDecode('cpu', c, data, q);
+      setMLADecodeTiling(tiling);
+      try {
+        const actual = await runDecode('webgpu', c, data, q, 2);
+        expect(actual.leaked).withContext('numTensors change over 2 webgpu calls').toBe(0);
+        expectClose(actual.values, expected.values, goldenTolerance(expected.values), name);
+      } finally {
+        setMLADecodeTiling({});
+      }
     });
   });
 });

@@ -48,11 +48,14 @@ const MAX_HEADS_PER_BLOCK = 16;
 /** Workgroup memory for the score partials (of the 16 KiB WebGPU guarantees). */
 const PARTIAL_BYTES = 8192;
 
-let tilingOverride: Partial<MLADecodeTiling&{minKeysPerSplit: number}> = {};
+/** What setMLADecodeTiling can override: the tiling and how many splits are made. */
+export type MLADecodeTilingOverride =
+    Partial<MLADecodeTiling&{minKeysPerSplit: number, targetWorkgroups: number}>;
+
+let tilingOverride: MLADecodeTilingOverride = {};
 
 /** Overrides the automatic choice (for benchmarks and tests); `{}` restores it. */
-export function setMLADecodeTiling(
-    override: Partial<MLADecodeTiling&{minKeysPerSplit: number}>): void {
+export function setMLADecodeTiling(override: MLADecodeTilingOverride): void {
   tilingOverride = {...override};
 }
 
@@ -103,7 +106,7 @@ export function planMLADecode(
       Math.floor(partialFloats / (headsPerBlock * workgroupSize))));
 
   const context = Math.max(1, maxContextLength);
-  const targetWorkgroups = software ? Math.max(1, threads) : TARGET_WORKGROUPS;
+  const targetWorkgroups = o.targetWorkgroups ?? (software ? Math.max(1, threads) : TARGET_WORKGROUPS);
   const bySize = Math.ceil(context / (o.minKeysPerSplit ?? MIN_KEYS_PER_SPLIT));
   const byOccupancy = Math.ceil(targetWorkgroups / Math.max(1, numTokens * numHeadBlocks));
   let numSplits = Math.max(1, Math.min(bySize, byOccupancy, MAX_SPLITS));
@@ -190,11 +193,18 @@ export class MLADecodeSplitProgram implements WebGPUProgram {
     const lines: string[] = [];
     const emit = (line: string) => lines.push(line);
 
-    // Lanes that sum the KT·HB scores of a tile (each sums SR of them over the W partials).
-    const SR = Math.ceil((KT * HB) / W);
+    // Head h of the block is owned by lane h % W (HJ heads per lane): the owner sums its
+    // heads' score partials, runs their online softmax (running max m and sum l, base 2) and
+    // publishes the tile's weights p and the rescale factor; every lane then applies them to
+    // its own columns. Slots of heads past HB (HB % W ≠ 0) compute a clamped head and are
+    // never read.
+    const HJ = Math.ceil(HB / W);
+    const ownedHeads = [...Array(HJ).keys()];
+    const slots = HJ * W;
     emit(`
     var<workgroup> partials : array<f32, ${KT * HB * W}>;
-    var<workgroup> scores : array<f32, ${SR * W}>;
+    var<workgroup> weights : array<f32, ${KT * slots}>;
+    var<workgroup> rescale : array<f32, ${slots}>;
     var<workgroup> keyRange : vec2<i32>;
 
     ${mainHeader('index')} {
@@ -224,18 +234,17 @@ export class MLADecodeSplitProgram implements WebGPUProgram {
       let range = workgroupUniformLoad(&keyRange);
 `);
     for (const j of rowCols) emit(`      let col${j} = lane + ${j * W};`);
-    for (const i of [...Array(SR).keys()]) {
-      emit(`      let sumSlot${i} = lane + ${i * W};`);
-      // Slots past KT·HB sum a clamped (real) slot into a spare score nobody reads.
-      emit(`      let sumBase${i} = min(sumSlot${i}, ${KT * HB - 1}) * ${W};`);
+    for (const i of ownedHeads) {
+      emit(`      let ownSlot${i} = lane + ${i * W};`);
+      emit(`      let ownHead${i} = min(ownSlot${i}, ${HB - 1});`);
+      emit(`      var ownM${i} = -3.0e38;`);
+      emit(`      var ownL${i} = 0.0;`);
     }
     for (const h of heads) {
       emit(`      let qRow${h} = (token * numHeads + min(h0 + ${h}, numHeads - 1)) * ${Dv};`);
       for (const j of rowCols) {
         emit(`      let q${h}_${j} = ${load('q', `qRow${h}`, j)} * uniforms.scaleLog2;`);
       }
-      emit(`      var m${h} = -3.0e38;`);
-      emit(`      var l${h} = 0.0;`);
       for (const j of latentCols) emit(`      var acc${h}_${j} = ${zero};`);
     }
 
@@ -258,23 +267,30 @@ export class MLADecodeSplitProgram implements WebGPUProgram {
     }
     emit(`
         workgroupBarrier();`);
-    for (const i of [...Array(SR).keys()]) {
-      const terms = [...Array(W).keys()].map((w) => `partials[sumBase${i} + ${w}]`);
-      emit(`        scores[sumSlot${i}] = select(-3.0e38, ${terms.join(' + ')},` +
-           ` k0 + sumSlot${i} / ${HB} < range.y);`);
+    for (const i of ownedHeads) {
+      emit(`
+        {`);
+      for (const k of keys) {
+        const terms = [...Array(W).keys()].map((w) => `partials[(${k * HB} + ownHead${i}) * ${W} + ${w}]`);
+        emit(`          let s${k} = select(-3.0e38, ${terms.join(' + ')}, k0 + ${k} < range.y);`);
+      }
+      const maxExpr = keys.reduce((acc, k) => `max(${acc}, s${k})`, `ownM${i}`);
+      emit(`          let mNew = ${maxExpr};`);
+      emit(`          let corr = exp2(ownM${i} - mNew);`);
+      for (const k of keys) emit(`          let p${k} = exp2(s${k} - mNew);`);
+      emit(`          ownL${i} = ownL${i} * corr + ${sum(keys.map((k) => `p${k}`))};`);
+      emit(`          ownM${i} = mNew;`);
+      emit(`          rescale[ownSlot${i}] = corr;`);
+      for (const k of keys) emit(`          weights[${k * slots} + ownSlot${i}] = p${k};`);
+      emit(`        }`);
     }
     emit(`
         workgroupBarrier();`);
     for (const h of heads) {
       emit(`
         {`);
-      for (const k of keys) emit(`          let s${k} = scores[${k * HB + h}];`);
-      const maxExpr = keys.reduce((acc, k) => `max(${acc}, s${k})`, `m${h}`);
-      emit(`          let mNew = ${maxExpr};`);
-      emit(`          let corr = exp2(m${h} - mNew);`);
-      for (const k of keys) emit(`          let p${k} = exp2(s${k} - mNew);`);
-      emit(`          l${h} = l${h} * corr + ${sum(keys.map((k) => `p${k}`))};`);
-      emit(`          m${h} = mNew;`);
+      emit(`          let corr = rescale[${h}];`);
+      for (const k of keys) emit(`          let p${k} = weights[${k * slots + h}];`);
       for (const j of latentCols) {
         emit(`          acc${h}_${j} = acc${h}_${j} * corr + ` +
              `${sum(keys.map((k) => `p${k} * r${k}_${j}`))};`);
@@ -284,8 +300,16 @@ export class MLADecodeSplitProgram implements WebGPUProgram {
     emit(`
       }`);
 
-    // Output.
+    // Output. Once every lane has used the last tile's weights, the owners publish their
+    // heads' softmax statistics (rescale holds m, weights l).
     emit(`
+      workgroupBarrier();`);
+    for (const i of ownedHeads) {
+      emit(`      rescale[ownSlot${i}] = ownM${i};`);
+      emit(`      weights[ownSlot${i}] = ownL${i};`);
+    }
+    emit(`
+      workgroupBarrier();
       if (!valid) {
         return;
       }`);
@@ -294,15 +318,15 @@ export class MLADecodeSplitProgram implements WebGPUProgram {
       if (h0 + ${h} < numHeads) {`);
       if (this.finalize) {
         emit(`        let outRow = (token * numHeads + h0 + ${h}) * ${this.latentDim};`);
-        emit(`        let inverseSum = 1.0 / l${h};`);
+        emit(`        let inverseSum = 1.0 / weights[${h}];`);
         for (const j of latentCols) emit(store(j, `(acc${h}_${j} * inverseSum)`));
       } else {
         emit(`        let outRow = ((token * uniforms.numSplits + split) * numHeads + h0 + ${h}) * ` +
              `${this.latentDim + 2};`);
         for (const j of latentCols) emit(store(j, `acc${h}_${j}`));
         emit(`        if (lane == 0) {`);
-        emit(`          result[outRow + ${this.latentDim}] = m${h};`);
-        emit(`          result[outRow + ${this.latentDim + 1}] = l${h};`);
+        emit(`          result[outRow + ${this.latentDim}] = rescale[${h}];`);
+        emit(`          result[outRow + ${this.latentDim + 1}] = weights[${h}];`);
         emit(`        }`);
       }
       emit(`      }`);
