@@ -442,7 +442,7 @@ async function measureCase(c, cfg, ctx) {
               bytes: k.work.bytes, flops: k.work.flops, rooflineMs: roof.ms, memoryMs: roof.memoryMs,
               computeMs: roof.computeMs, bound: roof.bound, overRoofline: k.ok ? ms / roof.ms : null};
     });
-    // What the layer spends outside its kernels (its tf.matMul projections, splits, concat…):
+    // What the layer spends outside its kernels (its projections (MLALinear on webgpu), splits, concat…):
     // the layer's time minus the isolated times of the kernels it runs once per step.
     const kernelSum = result.kernels.every((k) => k.ms !== null) ?
         result.kernels.reduce((a, k) => a + k.ms, 0) : null;
@@ -512,7 +512,7 @@ function printResults(out) {
                      'kernel/roofline', 'bound', 'layer/step-roofline', 'warm-ups+reps (layer / comp / kernels)',
                      'naive comp ms', 'vs naive'], rows));
   console.log('(outside kernels): layer ms minus the isolated kernel times (FusedRope + the attention kernel): ' +
-              'its tfjs matMul projections and glue ops.');
+              'its projections (MLALinear on webgpu, tf.matMul on cpu) and glue ops.');
   console.log('layer/step-roofline: the whole layer step against max(all its bytes (weights, cache, x, y) / GB/s, ' +
               'all its FLOPs (projections + attention) / GFLOP/s) with the same probes.');
   console.log('');

@@ -41,7 +41,7 @@ const referenceValues = await reference.data();
 await measure(`tf.matMul`, () => tf.matMul(x, w, false, true));
 const backend = tf.backend();
 for (const [R, workgroupSize] of configs) {
-  const make = () => new LinearProgram(M, K, N, R, workgroupSize);
+  const make = () => new LinearProgram(null, M, K, N, R, workgroupSize);
   const run = () => {
     const program = make();
     const info = backend.runWebGPUProgram(program, [x, w], 'float32', linearUniforms(M, K, N, program));

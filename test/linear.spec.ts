@@ -65,12 +65,38 @@ describeEachBackend('mlaLinear', (backend) => {
     }
   }
 
+  it('with a batch dim: one product per entry (G = 3 and 1, M = 1, 2 and 9, K = 36 and 130, N = 5 and 17)',
+     async () => {
+       // G = 1 keeps its batch dim in the output (a bug fixed: it came out as [M, N]).
+       for (const [g, m, k, n] of [[3, 1, 36, 5], [3, 9, 130, 17], [3, 2, 36, 17], [1, 1, 36, 5]]) {
+         const xv = randomValues(g * m * k, 5 * m + k, 1.5);
+         const wv = randomValues(g * n * k, 11 * n + k, 0.05);
+         const tolerance = 1e-5 * k * maxAbs(xv) * maxAbs(wv);
+         const expected = new Float64Array(g * m * n);
+         for (let b = 0; b < g; b++) {
+           expected.set(reference(xv.subarray(b * m * k, (b + 1) * m * k),
+                                  wv.subarray(b * n * k, (b + 1) * n * k), m, k, n), b * m * n);
+         }
+         await expectNoNewTensors(async () => {
+           const x = tf.tensor3d(xv, [g, m, k]);
+           const w = tf.tensor3d(wv, [g, n, k]);
+           const y = mla.mlaLinear(x, w);
+           expect(y.shape).toEqual([g, m, n]);
+           expectClose(await y.data(), expected, tolerance, `${backend} G=${g} M=${m} K=${k} N=${n}`);
+           tf.dispose([x, w, y]);
+         }, `mlaLinear G=${g} M=${m} K=${k} N=${n}`);
+       }
+     });
+
   it('rejects mismatched shapes and non-float32 inputs', () => {
     const x = tf.zeros([2, 8]) as tf.Tensor2D;
     const w = tf.zeros([3, 6]) as tf.Tensor2D;
     const wInt = tf.zeros([3, 8], 'int32') as tf.Tensor2D;
     expect(() => mla.mlaLinear(x, w)).toThrowError(/mlaLinear w: expected shape \[\?, 8\]/);
     expect(() => mla.mlaLinear(x, wInt)).toThrowError(/expected dtype float32/);
-    tf.dispose([x, w, wInt]);
+    const x3 = tf.zeros([2, 1, 8]) as tf.Tensor3D;
+    const w3 = tf.zeros([3, 4, 8]) as tf.Tensor3D;
+    expect(() => mla.mlaLinear(x3, w3)).toThrowError(/mlaLinear w: expected shape \[2, \?, 8\], got \[3, 4, 8\]/);
+    tf.dispose([x, w, wInt, x3, w3]);
   });
 });

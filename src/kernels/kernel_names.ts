@@ -85,11 +85,11 @@ export const MLA_DECODE = 'MLADecode';
  * on software adapters (SwiftShader), for every M, where tfjs's tiled matMul is 10× slower.
  * No gradient is registered: the layer's training path (attendWithoutCache) uses tf.matMul.
  *
- * inputs:
- *   x:  float32 [M, K]
- *   w:  float32 [N, K]
+ * inputs (optionally with a leading batch dim G: one product per batch entry, e.g. per head):
+ *   x:  float32 [M, K] or [G, M, K]
+ *   w:  float32 [N, K] or [G, N, K]
  * output:
- *   float32 [M, N]: y[m, n] = Σ_k x[m, k] · w[n, k].
+ *   float32 [M, N] or [G, M, N]: y[g, m, n] = Σ_k x[g, m, k] · w[g, n, k].
  */
 export const LINEAR = 'MLALinear';
 

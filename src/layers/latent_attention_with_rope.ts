@@ -77,8 +77,8 @@ interface AbsorbedWeights {
   wUk: tf.Tensor3D;
   /** W_UV as [H, V, L] (the transpose of the documented [H, L, V]: matMul takes transposeB). */
   wUvT: tf.Tensor3D;
-  /** Per head, [L, N] and [V, L]: the [out, in] operands of MLALinear (made on first use). */
-  perHead: {wUkT: tf.Tensor2D[], wUvT: tf.Tensor2D[]}|null;
+  /** W_UK as [H, L, N]: per head the [out, in] operand of MLALinear (made on first use). */
+  wUkT: tf.Tensor3D|null;
 }
 
 const HF_WEIGHT_NAMES = [
@@ -336,31 +336,24 @@ export class LatentAttentionWithRope extends layers.Layer {
         source,
         wUk: tf.keep(this.kvBHeads('wUk', 0, this.qkNopeHeadDim)),
         wUvT: tf.keep(this.kvBHeads('wUv', this.qkNopeHeadDim, this.vHeadDim)),
-        perHead: null,
+        wUkT: null,
       };
     }
     return this.absorbed;
   }
 
-  /** W_UK and W_UV split by head in MLALinear's [out, in] layout, kept like the others. */
-  private absorbedWeightsPerHead(): {wUkT: tf.Tensor2D[], wUvT: tf.Tensor2D[]} {
+  /** W_UK in MLALinear's per-head [out, in] layout, [H, L, N], kept like the others. */
+  private absorbedWUkT(): tf.Tensor3D {
     const absorbed = this.absorbedWeights();
-    if (absorbed.perHead === null) {
-      absorbed.perHead = tf.tidy(() => ({
-        wUkT: tf.unstack(tf.transpose(absorbed.wUk, [0, 2, 1])).map((w) => tf.keep(w as tf.Tensor2D)),
-        wUvT: tf.unstack(absorbed.wUvT).map((w) => tf.keep(w as tf.Tensor2D)),
-      }));
-    }
-    return absorbed.perHead;
+    if (absorbed.wUkT === null) absorbed.wUkT = tf.keep(tf.transpose(absorbed.wUk, [0, 2, 1]));
+    return absorbed.wUkT;
   }
 
   private clearAbsorbedWeights(): void {
     if (this.absorbed !== null) {
       this.absorbed.wUk.dispose();
       this.absorbed.wUvT.dispose();
-      if (this.absorbed.perHead !== null) {
-        tf.dispose([...this.absorbed.perHead.wUkT, ...this.absorbed.perHead.wUvT]);
-      }
+      this.absorbed.wUkT?.dispose();
       this.absorbed = null;
     }
   }
@@ -561,27 +554,26 @@ export class LatentAttentionWithRope extends layers.Layer {
     const numTokens = qRoped.shape[0];
     const [qNope, qRope] = tf.split(qRoped, [this.qkNopeHeadDim, this.qkRopeHeadDim], 2);
     // On webgpu with few tokens, tfjs's batched matMul is far slower than reading the weights
-    // (≈ 250 ms a decode step at V2-Lite sizes): one MLALinear per head instead.
-    const perHead = this.useLinearKernel(numTokens) ? this.absorbedWeightsPerHead() : null;
-    let qLatent: tf.Tensor;  // [T, H, L]
-    if (perHead !== null) {
-      qLatent = tf.stack(tf.unstack(qNope, 1).map(
-          (q, h) => mlaLinear(q as tf.Tensor2D, perHead.wUkT[h])), 1);
-    } else {
-      qLatent = tf.transpose(tf.matMul(tf.transpose(qNope, [1, 0, 2]), this.absorbedWeights().wUk), [1, 0, 2]);
-    }
+    // (≈ 250 ms a decode step at V2-Lite sizes on SwiftShader): MLALinear per head instead, all
+    // heads in one dispatch.
+    const viaLinear = this.useLinearKernel(numTokens);
+    const headsFirst = this.swapTokensAndHeads(qNope as tf.Tensor3D);  // [H, T, N]
+    const qLatent = this.swapTokensAndHeads(viaLinear ?  // [T, H, L]
+        mlaLinear(headsFirst, this.absorbedWUkT()) : tf.matMul(headsFirst, this.absorbedWeights().wUk));
     const qAbsorbed = tf.concat([qLatent, qRope], 2) as tf.Tensor3D;
     const outLatent = mlaDecode(qAbsorbed, cache, lookup, tokenInfo,
                                 {scale: this.scale, kvLoraRank: this.kvLoraRank, maxContextLength});
-    let out: tf.Tensor;  // [T, H, V]
-    if (perHead !== null) {
-      out = tf.stack(tf.unstack(outLatent, 1).map(
-          (o, h) => mlaLinear(o as tf.Tensor2D, perHead.wUvT[h])), 1);
-    } else {
-      out = tf.transpose(tf.matMul(tf.transpose(outLatent, [1, 0, 2]), this.absorbedWeights().wUvT,
-                                   false, true), [1, 0, 2]);
-    }
+    const outHeadsFirst = this.swapTokensAndHeads(outLatent);  // [H, T, L]
+    const wUvT = this.absorbedWeights().wUvT;
+    const out = this.swapTokensAndHeads(viaLinear ?  // [T, H, V]
+        mlaLinear(outHeadsFirst, wUvT) : tf.matMul(outHeadsFirst, wUvT, false, true));
     return tf.reshape(out, [numTokens, this.numAttentionHeads * this.vHeadDim]);
+  }
+
+  /** [A, B, C] → [B, A, C]; a reshape (no data movement) when A or B is 1. */
+  private swapTokensAndHeads(t: tf.Tensor3D): tf.Tensor3D {
+    const [a, b, c] = t.shape;
+    return a === 1 || b === 1 ? tf.reshape(t, [b, a, c]) : tf.transpose(t, [1, 0, 2]);
   }
 
   /**

@@ -66,11 +66,17 @@ function mlaPrefill_(
                                attrs as unknown as tf.NamedAttrMap) as tf.Tensor3D;
 }
 
-function mlaLinear_(x: tf.Tensor2D, w: tf.Tensor2D): tf.Tensor2D {
-  checkShape('mlaLinear x', x, [null, null], 'float32');
-  checkShape('mlaLinear w', w, [null, x.shape[1]], 'float32');
+function mlaLinear_<R extends tf.Rank.R2|tf.Rank.R3>(x: tf.Tensor<R>, w: tf.Tensor<R>): tf.Tensor<R> {
+  const shape: number[] = x.shape;
+  if (shape.length === 3) {
+    checkShape('mlaLinear x', x, [null, null, null], 'float32');
+    checkShape('mlaLinear w', w, [shape[0], null, shape[2]], 'float32');
+  } else {
+    checkShape('mlaLinear x', x, [null, null], 'float32');
+    checkShape('mlaLinear w', w, [null, shape[1]], 'float32');
+  }
   const inputs = {x, w};
-  return tf.engine().runKernel(LINEAR, inputs as unknown as tf.NamedTensorMap) as tf.Tensor2D;
+  return tf.engine().runKernel(LINEAR, inputs as unknown as tf.NamedTensorMap) as tf.Tensor<R>;
 }
 
 /** FusedRope: see src/kernels/kernel_names.ts. Writes the cache in place. */
@@ -80,7 +86,8 @@ export const mlaDecode = tf.op({mlaDecode_});
 /** MLAPrefill: see src/kernels/kernel_names.ts. */
 export const mlaPrefill = tf.op({mlaPrefill_});
 /**
- * MLALinear: y = x · wᵀ (x [M, K], w [N, K]); see src/kernels/kernel_names.ts. Not
+ * MLALinear: y = x · wᵀ (x [M, K], w [N, K]; or per batch entry: x [G, M, K], w [G, N, K]);
+ * see src/kernels/kernel_names.ts. Not
  * differentiable (no gradient is registered): use tf.matMul(x, w, false, true) to train.
  */
 export const mlaLinear = tf.op({mlaLinear_});

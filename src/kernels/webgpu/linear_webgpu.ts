@@ -6,7 +6,10 @@
  *   rows of w, and walks K with vec4 loads (scalar loads when K % 4 ≠ 0): per step MB + R
  *   loads and MB·R dot products, unrolled into named registers (no private arrays);
  * - with several row blocks, consecutive invocations take consecutive row blocks of the same
- *   rows of w, so a workgroup reads its R rows of w once from memory for all of them.
+ *   rows of w, so a workgroup reads its R rows of w once from memory for all of them;
+ * - with a batch dim G (x [G, M, K], w [G, N, K]), entry g's invocations follow g − 1's: one
+ *   dispatch for all G products (the layer's per-head W_UK / W_UV products: 2 dispatches
+ *   a decode step instead of 2·H plus the slices and stacks around them).
  *
  * Measured on SwiftShader (2 cores, Node, W [3072, 2048]): for M = 1..3 this streams W at about
  * the read probe's rate (~17-20 ms), M = 8 in 52 ms (1.9 GFLOP/s) where tf.matMul takes
@@ -30,18 +33,21 @@ export class LinearProgram implements WebGPUProgram {
   dispatchLayout: {x: number[]};
   dispatch: [number, number, number];
   workgroupSize: [number, number, number];
-  uniforms = 'kVecs : i32, numRows : i32, numCols : i32, numRowBlocks : i32,';
+  size = true;
+  uniforms = 'kVecs : i32, numRows : i32, numCols : i32, numRowBlocks : i32, perEntry : i32,';
   /** MB: rows of x per invocation. */
   readonly rowsPerInvocation: number;
   /** R: rows of w (outputs per x row) per invocation. */
   readonly colsPerInvocation: number;
   readonly numRowBlocks: number;
+  /** Invocations of one batch entry (row blocks × blocks of R rows of w). */
+  readonly invocationsPerEntry: number;
 
   /**
-   * x [M, K], w [N, K]. Run with `linearUniforms(M, K, N, program)`. `colsPerInvocation` R
+   * x [M, K], w [N, K] (`batch` null), or x [batch, M, K], w [batch, N, K]. Run with `linearUniforms(M, K, N, program)`. `colsPerInvocation` R
    * (default 8 for M ≤ 2 and M > 8, else 4) and `workgroupSize` are tuning knobs.
    */
-  constructor(m: number, k: number, n: number,
+  constructor(batch: number|null, m: number, k: number, n: number,
               colsPerInvocation = m <= 2 || m > MAX_ROWS_PER_INVOCATION ? 8 : 4,
               workgroupSize = 16) {
     if (!Number.isInteger(m) || m < 1) throw new Error(`LinearProgram: M = ${m} is not ≥ 1`);
@@ -50,10 +56,12 @@ export class LinearProgram implements WebGPUProgram {
     this.numRowBlocks = Math.ceil(m / this.rowsPerInvocation);
     const width = linearVectorWidth(k);
     this.variableComponents = [width, width];
-    this.outputShape = [m, n];
-    this.dispatchLayout = flatLayout(2);
+    // The batch dim, when there is one, stays in the output even if it is 1.
+    this.outputShape = batch === null ? [m, n] : [batch, m, n];
+    this.dispatchLayout = flatLayout(this.outputShape.length);
     this.workgroupSize = [workgroupSize, 1, 1];
-    const invocations = this.numRowBlocks * Math.ceil(n / colsPerInvocation);
+    this.invocationsPerEntry = this.numRowBlocks * Math.ceil(n / colsPerInvocation);
+    const invocations = (batch ?? 1) * this.invocationsPerEntry;
     this.dispatch = [Math.ceil(invocations / workgroupSize), 1, 1];
     this.shaderKey = `mlaLinear_MB${this.rowsPerInvocation}_R${colsPerInvocation}_` +
         `WG${workgroupSize}_${width === 4 ? 'v4' : 's'}`;
@@ -71,30 +79,35 @@ export class LinearProgram implements WebGPUProgram {
     const writes: string[] = [];
     for (let r = 0; r < R; r++) {
       // Rows of w past N are clamped to N − 1: read, never written.
-      rowDecls.push(`let wRow${r} = min(n0 + ${r}, numCols - 1) * kVecs;`);
+      rowDecls.push(`let wRow${r} = (wStart + min(n0 + ${r}, numCols - 1)) * kVecs;`);
       wLoads.push(`let w${r} = w[wRow${r} + k];`);
     }
     for (let m = 0; m < MB; m++) {
       // Rows of x past M (the last row block) likewise.
-      rowDecls.push(`let xRow${m} = min(m0 + ${m}, numRows - 1) * kVecs;`);
+      rowDecls.push(`let xRow${m} = (xStart + min(m0 + ${m}, numRows - 1)) * kVecs;`);
       body.push(`let x${m} = x[xRow${m} + k];`);
       for (let r = 0; r < R; r++) {
         const acc = `acc${m}_${r}`;
         accDecls.push(`var ${acc} = 0.0;`);
         body.push(`${acc} += ${product(`x${m}`, `w${r}`)};`);
         writes.push(`if (m0 + ${m} < numRows && n0 + ${r} < numCols) { ` +
-                    `result[(m0 + ${m}) * numCols + n0 + ${r}] = ${acc}; }`);
+                    `result[(xStart + m0 + ${m}) * numCols + n0 + ${r}] = ${acc}; }`);
       }
     }
     return `
     ${mainHeader('index')} {
       let numRows = uniforms.numRows;
       let numCols = uniforms.numCols;
-      let m0 = (index % uniforms.numRowBlocks) * ${MB};
-      let n0 = (index / uniforms.numRowBlocks) * ${R};
-      if (n0 >= numCols) {
+      let entry = index / uniforms.perEntry;
+      let inEntry = index % uniforms.perEntry;
+      let m0 = (inEntry % uniforms.numRowBlocks) * ${MB};
+      let n0 = (inEntry / uniforms.numRowBlocks) * ${R};
+      if (n0 >= numCols || entry * numRows * numCols >= uniforms.size) {
         return;
       }
+      // Rows of this batch entry in x (and y) and in w.
+      let xStart = entry * numRows;
+      let wStart = entry * numCols;
       let kVecs = uniforms.kVecs;
       ${rowDecls.join('\n      ')}
       ${accDecls.join('\n      ')}
@@ -112,7 +125,7 @@ export function linearVectorWidth(k: number): number {
   return k % 4 === 0 ? 4 : 1;
 }
 
-/** The uniforms of a LinearProgram for x [M, K], w [N, K]. */
+/** The uniforms of a LinearProgram for x [(G,) M, K], w [(G,) N, K]. */
 export function linearUniforms(m: number, k: number, n: number, program: LinearProgram):
     Array<{type: 'int32', data: number[]}> {
   return [
@@ -120,5 +133,6 @@ export function linearUniforms(m: number, k: number, n: number, program: LinearP
     {type: 'int32', data: [m]},
     {type: 'int32', data: [n]},
     {type: 'int32', data: [program.numRowBlocks]},
+    {type: 'int32', data: [program.invocationsPerEntry]},
   ];
 }
