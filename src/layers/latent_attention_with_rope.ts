@@ -508,11 +508,7 @@ export class LatentAttentionWithRope extends layers.Layer {
    * tf.matMul. Not differentiable through MLALinear: attendWithoutCache does not use it.
    */
   private linear(x: tf.Tensor2D, name: HFWeightName): tf.Tensor2D {
-    return this.product(x, this.weight(name) as tf.Tensor2D);
-  }
-
-  /** x · wᵀ through MLALinear where `useLinearKernel(rows)`, else tf.matMul. */
-  private product(x: tf.Tensor2D, w: tf.Tensor2D): tf.Tensor2D {
+    const w = this.weight(name) as tf.Tensor2D;
     if (this.useLinearKernel(x.shape[0])) return mlaLinear(x, w);
     return tf.matMul(x, w, false, true);
   }
@@ -530,8 +526,9 @@ export class LatentAttentionWithRope extends layers.Layer {
 
   /**
    * q = x·q_projᵀ, or RMSNorm(x·q_a_projᵀ)·q_b_projᵀ with q-LoRA; as [T, H, N + R].
-   * `viaLinear` (runStep only): the products go through `linear` (MLALinear on webgpu for
-   * few rows, no gradient); otherwise tf.matMul, so attendWithoutCache stays differentiable.
+   * `viaLinear` (runStep only): the products go through `linear` (MLALinear where
+   * `useLinearKernel` says so, no gradient); otherwise tf.matMul, so attendWithoutCache stays
+   * differentiable.
    */
   private projectQueries(x: tf.Tensor2D, viaLinear = false): tf.Tensor3D {
     const input = tf.cast(x, 'float32');
