@@ -1,6 +1,6 @@
 import * as tf from '@tensorflow/tfjs-core';
 import * as mla from '../src/index.js';
-import {expectClose, goldenTolerance} from './helpers/backends.js';
+import {expectClose, goldenTolerance, useWebGPUFor} from './helpers/backends.js';
 import {scrambledPagedLayout} from './helpers/paged_layout.js';
 import {MLADecodeTilingOverride, setMLADecodeTiling} from '../src/kernels/webgpu/mla_decode_webgpu.js';
 
@@ -190,19 +190,7 @@ const ropeCases: Array<[string, KernelCase, boolean]> = [
 ];
 
 describe('FusedRope webgpu kernel vs the cpu reference', () => {
-  let originalBackend: string;
-
-  beforeAll(async () => {
-    originalBackend = tf.getBackend();
-    if (tf.getKernel('FusedRope', 'webgpu') === undefined) {
-      throw new Error('FusedRope is not registered for webgpu');
-    }
-    if (!(await tf.setBackend('webgpu'))) throw new Error('the webgpu backend is not available');
-  });
-
-  afterAll(async () => {
-    await tf.setBackend(originalBackend);
-  });
+  useWebGPUFor('FusedRope');
 
   ropeCases.forEach(([name, c, interleaved], index) => {
     it(name, async () => {
@@ -282,29 +270,26 @@ const decodeCases: Array<[string, KernelCase]> = [
 ];
 
 describe('MLADecode webgpu kernel vs the cpu reference', () => {
-  let originalBackend: string;
+  useWebGPUFor('MLADecode');
 
-  beforeAll(async () => {
-    originalBackend = tf.getBackend();
-    if (tf.getKernel('MLADecode', 'webgpu') === undefined) {
-      throw new Error('MLADecode is not registered for webgpu');
-    }
-    if (!(await tf.setBackend('webgpu'))) throw new Error('the webgpu backend is not available');
-  });
-
-  afterAll(async () => {
-    await tf.setBackend(originalBackend);
-  });
-
-  decodeCases.forEach(([name, c], index) => {
-    it(name, async () => {
-      const data = makeCase(c, 3000 + index);
-      const q = randomArray(data.random, data.T * c.heads * (c.lora + c.rope));
-      const expected = await runDecode('cpu', c, data, q);
+  /** Case `c` on cpu, then twice on webgpu under `tiling` (the automatic plan when empty). */
+  async function expectDecodeMatchesCpu(
+      name: string, c: KernelCase, seed: number, tiling: MLADecodeTilingOverride = {}): Promise<void> {
+    const data = makeCase(c, seed);
+    const q = randomArray(data.random, data.T * c.heads * (c.lora + c.rope));
+    const expected = await runDecode('cpu', c, data, q);
+    setMLADecodeTiling(tiling);
+    try {
       const actual = await runDecode('webgpu', c, data, q, 2);
       expect(actual.leaked).withContext('numTensors change over 2 webgpu calls').toBe(0);
       expectClose(actual.values, expected.values, goldenTolerance(expected.values), name);
-    });
+    } finally {
+      setMLADecodeTiling({});
+    }
+  }
+
+  decodeCases.forEach(([name, c], index) => {
+    it(name, () => expectDecodeMatchesCpu(name, c, 3000 + index));
   });
 
   // The browser's SwiftShader gets the software plan; these force others through the same
@@ -326,18 +311,6 @@ describe('MLADecode webgpu kernel vs the cpu reference', () => {
        {cached: 21, fresh: 4}, {cached: 6, fresh: 1}]}],
   ];
   tilings.forEach(([name, tiling, c], index) => {
-    it(`tiling: ${name}`, async () => {
-      const data = makeCase(c, 3100 + index);
-      const q = randomArray(data.random, data.T * c.heads * (c.lora + c.rope));
-      const expected = await runDecode('cpu', c, data, q);
-      setMLADecodeTiling(tiling);
-      try {
-        const actual = await runDecode('webgpu', c, data, q, 2);
-        expect(actual.leaked).withContext('numTensors change over 2 webgpu calls').toBe(0);
-        expectClose(actual.values, expected.values, goldenTolerance(expected.values), name);
-      } finally {
-        setMLADecodeTiling({});
-      }
-    });
+    it(`tiling: ${name}`, () => expectDecodeMatchesCpu(name, c, 3100 + index, tiling));
   });
 });

@@ -2,7 +2,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import type {WebGPUBackend} from '@tensorflow/tfjs-backend-webgpu';
 import * as mla from '../src/index.js';
 import {chooseMLAPrefillTiling, MLAPrefillProgram} from '../src/kernels/webgpu/mla_prefill_webgpu.js';
-import {expectClose, goldenTolerance} from './helpers/backends.js';
+import {expectClose, goldenTolerance, useWebGPUFor} from './helpers/backends.js';
 import {scrambledPagedLayout} from './helpers/paged_layout.js';
 
 /**
@@ -160,19 +160,7 @@ const cases: Array<[string, PrefillCase]> = [
 ];
 
 describe('MLAPrefill webgpu kernel vs the cpu reference', () => {
-  let originalBackend: string;
-
-  beforeAll(async () => {
-    originalBackend = tf.getBackend();
-    if (tf.getKernel('MLAPrefill', 'webgpu') === undefined) {
-      throw new Error('MLAPrefill is not registered for webgpu');
-    }
-    if (!(await tf.setBackend('webgpu'))) throw new Error('the webgpu backend is not available');
-  });
-
-  afterAll(async () => {
-    await tf.setBackend(originalBackend);
-  });
+  useWebGPUFor('MLAPrefill');
 
   cases.forEach(([name, c], index) => {
     it(name, async () => {

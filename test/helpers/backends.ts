@@ -114,3 +114,22 @@ export async function expectNoNewTensors(fn: () => Promise<void> | void, what = 
     expect(after).withContext(`${what}: numTensors`).toBe(before);
   }
 }
+
+/**
+ * For a describe block that compares one kernel on webgpu with cpu: switches to webgpu before
+ * its specs (failing when `kernelName` is not registered there or the backend is missing) and
+ * back to the previous backend after them.
+ */
+export function useWebGPUFor(kernelName: string): void {
+  let originalBackend: string;
+  beforeAll(async () => {
+    originalBackend = tf.getBackend();
+    if (tf.getKernel(kernelName, 'webgpu') === undefined) {
+      throw new Error(`${kernelName} is not registered for webgpu`);
+    }
+    if (!(await tf.setBackend('webgpu'))) throw new Error('the webgpu backend is not available');
+  });
+  afterAll(async () => {
+    await tf.setBackend(originalBackend);
+  });
+}
