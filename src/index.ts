@@ -9,3 +9,5 @@ export * from './layers/prefill_metadata.js';
 export * from './layers/sharding.js';
 export * from './io/safetensors.js';
 export * from './config/hf_config.js';
+export {countBackendWork} from './diagnostics.js';
+export type {BackendWorkCount} from './diagnostics.js';
