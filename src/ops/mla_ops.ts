@@ -1,6 +1,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import {FUSED_ROPE, FusedRopeAttrs, MLA_DECODE, MLA_PREFILL, MLADecodeAttrs, MLAPrefillAttrs, LINEAR} from '../kernels/kernel_names.js';
 import {checkInteger, checkShape} from './check.js';
+import {assertSupportedBackend} from './backend_check.js';
 
 /**
  * The op wrappers of the kernels: each checks shapes and dtypes against the contract in
@@ -10,6 +11,7 @@ import {checkInteger, checkShape} from './check.js';
 function fusedRope_(
     q: tf.Tensor3D, kv: tf.Tensor2D, gamma: tf.Tensor1D, freqsCis: tf.Tensor2D,
     tokenInfo: tf.Tensor2D, cache: tf.Tensor3D, attrs: FusedRopeAttrs): tf.Tensor3D {
+  assertSupportedBackend('fusedRope');
   checkShape('fusedRope q', q, [null, null, null], 'float32');
   const [numTokens, , qHeadDim] = q.shape;
   checkShape('fusedRope freqsCis', freqsCis, [null, null], 'float32');
@@ -31,6 +33,7 @@ function fusedRope_(
 function mlaDecode_(
     q: tf.Tensor3D, cache: tf.Tensor3D, lookup: tf.Tensor2D, tokenInfo: tf.Tensor2D,
     attrs: MLADecodeAttrs): tf.Tensor3D {
+  assertSupportedBackend('mlaDecode');
   checkShape('mlaDecode q', q, [null, null, null], 'float32');
   const [numTokens, , rowWidth] = q.shape;
   checkShape('mlaDecode cache', cache, [null, null, rowWidth], 'float32');
@@ -46,6 +49,7 @@ function mlaDecode_(
 function mlaPrefill_(
     q: tf.Tensor3D, kvBuffer: tf.Tensor3D, cache: tf.Tensor3D, lookup: tf.Tensor2D,
     tokenInfo: tf.Tensor2D, chunkInfo: tf.Tensor2D, attrs: MLAPrefillAttrs): tf.Tensor3D {
+  assertSupportedBackend('mlaPrefill');
   checkShape('mlaPrefill q', q, [null, null, null], 'float32');
   const [numTokens, numHeads, qHeadDim] = q.shape;
   checkInteger('mlaPrefill qkNopeHeadDim', attrs.qkNopeHeadDim, 1, qHeadDim - 1);
@@ -67,6 +71,7 @@ function mlaPrefill_(
 }
 
 function mlaLinear_<R extends tf.Rank.R2|tf.Rank.R3>(x: tf.Tensor<R>, w: tf.Tensor<R>): tf.Tensor<R> {
+  assertSupportedBackend('mlaLinear');
   const shape: number[] = x.shape;
   if (shape.length === 3) {
     checkShape('mlaLinear x', x, [null, null, null], 'float32');
