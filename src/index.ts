@@ -5,6 +5,7 @@ export * from './rope/rotary_embedding.js';
 export * from './cache/kv_cache_params.js';
 export * from './cache/paged_kv_cache.js';
 export * from './layers/latent_attention_with_rope.js';
+export {latentAttentionWithRope} from './layers/factory.js';
 export * from './layers/prefill_metadata.js';
 export * from './layers/sharding.js';
 export * from './io/safetensors.js';
