@@ -11,11 +11,12 @@
 import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-backend-cpu';
 import {readFileSync} from 'node:fs';
-import {
-  DeepseekYarnRotaryEmbedding, KVCacheParams, LatentAttentionWithRope, MLA_DECODE_MAX_NEW_TOKENS,
-  PagedKVCache, fromHFConfig, loadSafetensors,
-} from '../../dist/index.js';
+import * as mla from '../../dist/index.js';
 import {initNodeWebGPU, releaseNodeWebGPU, rerunWithVulkanLoader} from '../../dist/node.js';
+import {
+  V2_LITE as V2_LITE_SIZES, buildModel, compareOutputs, compilePipelines, gatherInputs, missingKernels,
+  randomInputs, randomWeights, requiredKernels, runSequence, runStep,
+} from '../common/helpers.mjs';
 
 // ---- the Vulkan loader ---------------------------------------------------------------------
 // Dawn (the npm `webgpu` package) loads libvulkan.so.1; when the system has none, re-run this
@@ -31,11 +32,11 @@ import {initNodeWebGPU, releaseNodeWebGPU, rerunWithVulkanLoader} from '../../di
 
 // ---- options -------------------------------------------------------------------------------
 
+/** The default sizes, under the option names. */
 const V2_LITE = {
-  hidden: 2048, heads: 16, kvLoraRank: 512, qkNopeHeadDim: 128, qkRopeHeadDim: 64, vHeadDim: 128,
-  theta: 10000,
-  yarn: {scalingFactor: 40, originalMaxPositionEmbeddings: 4096, betaFast: 32, betaSlow: 1,
-         mscale: 0.707, mscaleAllDim: 0.707},
+  hidden: V2_LITE_SIZES.hiddenSize, heads: V2_LITE_SIZES.numHeads, kvLoraRank: V2_LITE_SIZES.kvLoraRank,
+  qkNopeHeadDim: V2_LITE_SIZES.qkNopeHeadDim, qkRopeHeadDim: V2_LITE_SIZES.qkRopeHeadDim,
+  vHeadDim: V2_LITE_SIZES.vHeadDim,
 };
 
 const HELP = `usage: npm run demo -- [options]      (or: node demos/node/demo.mjs [options] after a build)
@@ -232,102 +233,6 @@ function say(line) {
   process.stderr.write(`[demo] ${line}\n`);
 }
 
-// ---- seeded numbers --------------------------------------------------------------------------
-
-/** mulberry32: a small seeded PRNG, uniform in [0, 1). */
-function prng(seed) {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6D2B79F5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
-/** n values, uniform with standard deviation `std` (half-width std·√3). */
-function uniform(random, n, std) {
-  const out = new Float32Array(n);
-  const a = std * Math.sqrt(3);
-  for (let i = 0; i < n; i++) out[i] = (2 * random() - 1) * a;
-  return out;
-}
-
-/** Host-side weights {name: {shape, values}} for a layer's HF weight shapes. */
-function randomWeights(shapes, seed) {
-  const random = prng(seed);
-  const weights = {};
-  for (const [name, shape] of shapes) {
-    const n = shape.reduce((a, b) => a * b, 1);
-    weights[name] = {shape, values: name.endsWith('layernorm.weight') ?
-      new Float32Array(n).fill(1) : uniform(random, n, 1 / Math.sqrt(shape[shape.length - 1]))};
-  }
-  return weights;
-}
-
-// ---- the layer ----------------------------------------------------------------------------------
-
-/** A fresh rope + layer + cache on the active backend, loaded with the host weights. */
-function buildModel(spec, weights, seqLens) {
-  const maxSeqLen = Math.max(...seqLens);
-  let args;
-  if (spec.hfConfig !== null) {
-    ({args} = fromHFConfig(spec.hfConfig, {maxSeqLen, pageSize: spec.pageSize}));
-  } else {
-    const rope = new DeepseekYarnRotaryEmbedding({
-      dim: spec.qkRopeHeadDim, nHeads: spec.heads, theta: V2_LITE.theta, maxSeqLen,
-      scalingParams: V2_LITE.yarn});
-    args = {
-      rope, numAttentionHeads: spec.heads, numKeyValueHeads: spec.heads, hiddenSize: spec.hidden,
-      kvParams: new KVCacheParams({headDim: spec.kvLoraRank + spec.qkRopeHeadDim, pageSize: spec.pageSize}),
-      kvLoraRank: spec.kvLoraRank, qkNopeHeadDim: spec.qkNopeHeadDim,
-      qkRopeHeadDim: spec.qkRopeHeadDim, vHeadDim: spec.vHeadDim,
-    };
-  }
-  const layer = new LatentAttentionWithRope({...args, graphMode: spec.graphMode,
-                                             name: `mla_demo_${tf.getBackend()}_${++modelCount}`});
-  if (weights !== null) {
-    const tensors = {};
-    for (const [name, {shape, values}] of Object.entries(weights)) tensors[name] = tf.tensor(values, shape);
-    layer.loadStateDict(tensors);
-    Object.values(tensors).forEach((t) => t.dispose());
-  }
-  const pages = seqLens.reduce((sum, n) => sum + Math.ceil(n / args.kvParams.pageSize), 0);
-  const cache = new PagedKVCache(args.kvParams, {totalNumPages: Math.max(1, pages)});
-  return {layer, cache, args};
-}
-let modelCount = 0;
-
-/**
- * One step: x rows of the batch (concatenated), the cache reserves and commits them.
- * Returns the output as host numbers (awaited: the step is timed to its finished result).
- */
-async function runStep(model, seqIds, counts, xValues, hidden, read = true) {
-  const offsets = [0];
-  for (const c of counts) offsets.push(offsets[offsets.length - 1] + c);
-  const x = tf.tensor2d(xValues, [offsets[offsets.length - 1], hidden]);
-  const collection = model.cache.fetch(seqIds, counts);
-  const y = model.layer.forward(x, {kvCollection: collection, inputRowOffsets: offsets});
-  model.cache.step(seqIds, counts);
-  const values = read ? await y.data() : null;
-  x.dispose();
-  y.dispose();
-  return {values, offsets};
-}
-
-/** Rows [from, to) of every sequence's input, concatenated. */
-function gatherInputs(inputs, ranges, hidden) {
-  const total = ranges.reduce((s, [a, b]) => s + b - a, 0);
-  const out = new Float32Array(total * hidden);
-  let row = 0;
-  ranges.forEach(([from, to], b) => {
-    out.set(inputs[b].subarray(from * hidden, to * hidden), row * hidden);
-    row += to - from;
-  });
-  return out;
-}
-
 // ---- the run ------------------------------------------------------------------------------------
 
 /** Activates cpu once with tfjs's "install tfjs-node" banner muted (it would land mid-progress). */
@@ -342,14 +247,6 @@ async function quietCpu() {
   }
 }
 
-/** The kernels a run uses: MLAPrefill only when a step has more than 8 new tokens of a sequence. */
-function requiredKernels(prompts, graphMode) {
-  const prefillPath = graphMode === 'prefill' ||
-                      (graphMode === 'auto' && Math.max(...prompts) > MLA_DECODE_MAX_NEW_TOKENS);
-  return prefillPath ?
-    ['FusedRope', 'MLAPrefill', 'MLADecode'] : ['FusedRope', 'MLADecode'];
-}
-
 async function chooseBackend(wanted, kernels) {
   await quietCpu();
   if (wanted === 'cpu') {
@@ -358,7 +255,7 @@ async function chooseBackend(wanted, kernels) {
   }
   try {
     const info = await initNodeWebGPU();
-    const missing = kernels.filter((k) => tf.getKernel(k, 'webgpu') === undefined);
+    const missing = missingKernels(kernels);
     if (missing.length > 0) {
       await releaseNodeWebGPU();
       await tf.setBackend('cpu');
@@ -377,7 +274,7 @@ async function chooseBackend(wanted, kernels) {
 
 async function hostWeightsFromFile(options, layerShapes) {
   say(`loading ${options.weights} (prefix ${JSON.stringify(options.layerPrefix)})`);
-  const tensors = await loadSafetensors(options.weights, {prefix: options.layerPrefix});
+  const tensors = await mla.loadSafetensors(options.weights, {prefix: options.layerPrefix});
   const weights = {};
   for (const name of layerShapes.keys()) {
     if (!(name in tensors)) {
@@ -415,7 +312,7 @@ async function main() {
   const B = prompts.length;
   const finalLens = prompts.map((p) => p + steps);
 
-  const chosen = await chooseBackend(options.backend, requiredKernels(prompts, options.graphMode));
+  const chosen = await chooseBackend(options.backend, requiredKernels(mla, prompts, options.graphMode));
   if (chosen.note) say(chosen.note);
   say(`backend: ${chosen.device}`);
 
@@ -426,7 +323,7 @@ async function main() {
       say(`ignoring ${options.sizesGiven.join(', ')}: the sizes come from ${options.config}`);
     }
     const hfConfig = JSON.parse(readFileSync(options.config, 'utf8'));
-    const {args} = fromHFConfig(hfConfig, {maxSeqLen: Math.max(...finalLens), pageSize: options.pageSize});
+    const {args} = mla.fromHFConfig(hfConfig, {maxSeqLen: Math.max(...finalLens), pageSize: options.pageSize});
     spec = {...spec, hfConfig, hidden: args.hiddenSize, heads: args.numAttentionHeads,
             kvLoraRank: args.kvLoraRank, qkNopeHeadDim: args.qkNopeHeadDim,
             qkRopeHeadDim: args.qkRopeHeadDim, vHeadDim: args.vHeadDim, qLoraRank: args.qLoraRank ?? null};
@@ -434,7 +331,7 @@ async function main() {
   const {hidden, heads: H, kvLoraRank: L, qkNopeHeadDim: N, qkRopeHeadDim: R, vHeadDim: V} = spec;
 
   // The weights, on the host, so every backend gets the same numbers.
-  const probe = buildModel(spec, null, [1]);
+  const probe = buildModel(mla, spec, null, [1]);
   const shapes = probe.layer.expectedWeightShapes();
   probe.cache.dispose();
   probe.layer.dispose();
@@ -447,40 +344,23 @@ async function main() {
   say(`batch: ${B} prompts of ${prompts.join('/')} tokens, then ${steps} decode steps each`);
 
   // Every token's input row, per sequence (seeded: the cpu reference sees the same ones).
-  const inputRandom = prng(options.seed * 7919 + 17);
-  const inputs = finalLens.map((n) => uniform(inputRandom, n * hidden, 1));
+  const inputs = randomInputs(options.seed, finalLens, hidden);
 
   const progress = new Progress();
-  const model = buildModel(spec, weights, finalLens);
+  const model = buildModel(mla, spec, weights, finalLens);
   const seqIds = prompts.map((_, b) => b);
 
   let warmupMs = null;
   if (options.warmup && chosen.backend === 'webgpu') {
-    // WebGPU compiles a pipeline the first time each program runs (seconds each on SwiftShader).
-    // Compile them all first, in parallel and without computing anything: tfjs's compile-only
-    // mode walks one prefill and one decode step of the same shapes and creates the pipelines.
-    // It runs on a separate layer and cache: in this mode no kernel computes, so tensors a
-    // layer derives and keeps (the absorbed W_UK / W_UV) would hold garbage.
+    // WebGPU compiles a pipeline the first time each program runs (seconds each on SwiftShader):
+    // compile them all first, untimed (compilePipelines: tfjs's compile-only mode over one
+    // prefill and one decode step of the same shapes, on a layer and cache of its own).
     const t = performance.now();
-    const warm = buildModel(spec, weights, finalLens);
-    seqIds.forEach((id) => warm.cache.claim(id));
-    tf.env().set('WEBGPU_ENGINE_COMPILE_ONLY', true);
-    try {
-      await runStep(warm, seqIds, prompts, gatherInputs(inputs, prompts.map((p) => [0, p]), hidden),
-                    hidden, false);
-      if (steps > 0) {
-        await runStep(warm, seqIds, prompts.map(() => 1),
-                      gatherInputs(inputs, prompts.map((p) => [p, p + 1]), hidden), hidden, false);
-      }
-    } finally {
-      tf.env().set('WEBGPU_ENGINE_COMPILE_ONLY', false);
-    }
-    const pending = Object.values(tf.backend().pipelineCache ?? {}).filter((p) => p instanceof Promise);
-    progress.start('compiling shaders', pending.length, 'WebGPU pipelines (slow on SwiftShader)');
-    pending.forEach((p) => p.then(() => progress.tick('WebGPU pipelines ready'), () => {}));
-    await tf.backend().checkCompileCompletionAsync();
-    warm.cache.dispose();
-    warm.layer.dispose();
+    await compilePipelines(() => buildModel(mla, spec, weights, finalLens),
+                           {seqIds, prompts, steps, inputs, hidden}, (pending) => {
+      progress.start('compiling shaders', pending.length, 'WebGPU pipelines (slow on SwiftShader)');
+      pending.forEach((p) => p.then(() => progress.tick('WebGPU pipelines ready'), () => {}));
+    });
     warmupMs = performance.now() - t;
   }
 
@@ -528,31 +408,17 @@ async function main() {
   if (options.check) {
     const backendBefore = tf.getBackend();
     await tf.setBackend('cpu');
-    const p = prompts[sample];
     progress.start(`cpu reference (seq ${sample})`, 1 + steps);
-    const ref = buildModel(spec, weights, [finalLens[sample]]);
-    ref.cache.claim(0);
-    const refOut = [];
-    refOut.push((await runStep(ref, [0], [p], inputs[sample].subarray(0, p * hidden), hidden)).values);
-    progress.tick('prefill');
-    for (let s = 0; s < steps; s++) {
-      refOut.push((await runStep(ref, [0], [1],
-                                 inputs[sample].subarray((p + s) * hidden, (p + s + 1) * hidden), hidden)).values);
-      progress.tick(`decode step ${s + 1}`);
+    const ref = buildModel(mla, spec, weights, [finalLens[sample]]);
+    let refOut;
+    try {
+      refOut = await runSequence(ref, prompts[sample], steps, inputs[sample], hidden,
+                                 (s) => progress.tick(s === 0 ? 'prefill' : `decode step ${s}`));
+    } finally {
+      ref.cache.dispose();
+      ref.layer.dispose();
     }
-    ref.cache.dispose();
-    ref.layer.dispose();
-    let maxDiff = 0;
-    let maxRef = 0;
-    refOut.forEach((r, i) => {
-      const got = sampleOut[i];
-      for (let j = 0; j < r.length; j++) {
-        maxDiff = Math.max(maxDiff, Math.abs(got[j] - r[j]));
-        maxRef = Math.max(maxRef, Math.abs(r[j]));
-      }
-    });
-    const finite = refOut.every((r) => r.every(Number.isFinite)) && sampleOut.every((r) => r.every(Number.isFinite));
-    check = {maxDiff: finite ? maxDiff : NaN, maxRef, tokens: finalLens[sample]};
+    check = {...compareOutputs(sampleOut, refOut), tokens: finalLens[sample]};
     if (tf.findBackend(backendBefore) !== null) await tf.setBackend(backendBefore);
   }
 

@@ -4,10 +4,11 @@
 import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-backend-cpu';
 import '@tensorflow/tfjs-backend-webgpu';
+import * as mla from '../../src/index.js';
 import {
-  DeepseekYarnRotaryEmbedding, KVCacheParams, LatentAttentionWithRope, MLA_DECODE_MAX_NEW_TOKENS,
-  PagedKVCache,
-} from '../../src/index.js';
+  buildModel, compareOutputs, compilePipelines, gatherInputs, missingKernels, type Model, type ModelSpec, randomInputs,
+  randomWeights, requiredKernels, runSequence, runStep,
+} from '../common/helpers.mjs';
 
 // ---- configuration from the URL ----------------------------------------------------------------
 
@@ -33,9 +34,6 @@ const DEFAULTS: DemoConfig = {
   prompts: [64, 17, 40, 5], steps: 48, seed: 1, pageSize: 16, backend: 'webgpu', check: true,
   warmup: true,
 };
-
-const YARN = {scalingFactor: 40, originalMaxPositionEmbeddings: 4096, betaFast: 32, betaSlow: 1,
-              mscale: 0.707, mscaleAllDim: 0.707};
 
 function readConfig(search: string): DemoConfig {
   const params = new URLSearchParams(search);
@@ -212,93 +210,22 @@ class LineChart {
   }
 }
 
-// ---- seeded numbers (the same generator as demos/node/demo.mjs) ----------------------------------
+// ---- the model (demos/common/helpers.mjs, shared with the Node demo) ----------------------------
 
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6D2B79F5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
+/** The layer sizes of a page config (V2-Lite's rope theta and YaRN scaling). */
+function modelSpec(config: DemoConfig): ModelSpec {
+  return {hidden: config.hidden, heads: config.heads, kvLoraRank: config.kvLoraRank, qkNopeHeadDim: config.nope,
+          qkRopeHeadDim: config.rope, vHeadDim: config.v, pageSize: config.pageSize};
 }
 
-function uniform(random: () => number, n: number, std: number): Float32Array {
-  const out = new Float32Array(n);
-  const a = std * Math.sqrt(3);
-  for (let i = 0; i < n; i++) out[i] = (2 * random() - 1) * a;
-  return out;
-}
-
-interface HostTensor {
-  shape: number[];
-  values: Float32Array;
-}
-
-// ---- the model ---------------------------------------------------------------------------------
-
-interface Model {
-  layer: LatentAttentionWithRope;
-  cache: PagedKVCache;
-  kvParams: KVCacheParams;
-}
-
-let modelCount = 0;
-
-function buildModel(config: DemoConfig, weights: Record<string, HostTensor>|null, seqLens: number[]): Model {
-  const rope = new DeepseekYarnRotaryEmbedding({
-    dim: config.rope, nHeads: config.heads, theta: 10000, maxSeqLen: Math.max(...seqLens),
-    scalingParams: YARN});
-  const kvParams = new KVCacheParams({headDim: config.kvLoraRank + config.rope, pageSize: config.pageSize});
-  const layer = new LatentAttentionWithRope({
-    rope, numAttentionHeads: config.heads, numKeyValueHeads: config.heads, hiddenSize: config.hidden,
-    kvParams, kvLoraRank: config.kvLoraRank, qkNopeHeadDim: config.nope, qkRopeHeadDim: config.rope,
-    vHeadDim: config.v, name: `mla_web_demo_${tf.getBackend()}_${++modelCount}`});
-  if (weights !== null) {
-    const tensors: Record<string, tf.Tensor> = {};
-    for (const [name, {shape, values}] of Object.entries(weights)) tensors[name] = tf.tensor(values, shape);
-    layer.loadStateDict(tensors);
-    Object.values(tensors).forEach((t) => t.dispose());
-  }
-  const pages = seqLens.reduce((sum, n) => sum + Math.ceil(n / config.pageSize), 0);
-  const cache = new PagedKVCache(kvParams, {totalNumPages: Math.max(1, pages)});
-  return {layer, cache, kvParams};
-}
-
-async function runStep(model: Model, seqIds: number[], counts: number[], x: Float32Array,
-                       hidden: number, read = true): Promise<{values: Float32Array, offsets: number[]}> {
-  const offsets = [0];
-  for (const c of counts) offsets.push(offsets[offsets.length - 1] + c);
-  const input = tf.tensor2d(x, [offsets[offsets.length - 1], hidden]);
-  const collection = model.cache.fetch(seqIds, counts);
-  const y = model.layer.forward(input, {kvCollection: collection, inputRowOffsets: offsets});
-  model.cache.step(seqIds, counts);
-  const values = read ? await y.data() as Float32Array : new Float32Array(0);
-  input.dispose();
-  y.dispose();
-  return {values, offsets};
-}
-
-function gatherInputs(inputs: Float32Array[], ranges: Array<[number, number]>, hidden: number): Float32Array {
-  const total = ranges.reduce((s, [a, b]) => s + b - a, 0);
-  const out = new Float32Array(total * hidden);
-  let row = 0;
-  ranges.forEach(([from, to], b) => {
-    out.set(inputs[b].subarray(from * hidden, to * hidden), row * hidden);
-    row += to - from;
-  });
-  return out;
-}
+const NAME_PREFIX = 'mla_web_demo';
 
 async function chooseBackend(config: DemoConfig): Promise<{backend: string, note: string}> {
   if (config.backend === 'cpu') {
     await tf.setBackend('cpu');
     return {backend: 'cpu', note: 'Running on cpu (asked for with ?backend=cpu).'};
   }
-  const kernels = Math.max(...config.prompts) > MLA_DECODE_MAX_NEW_TOKENS ?
-      ['FusedRope', 'MLAPrefill', 'MLADecode'] : ['FusedRope', 'MLADecode'];
+  const kernels = requiredKernels(mla, config.prompts);
   let why = '';
   if (!('gpu' in navigator) || !(navigator as {gpu?: unknown}).gpu) {
     why = 'this browser has no WebGPU (navigator.gpu is missing)';
@@ -308,7 +235,7 @@ async function chooseBackend(config: DemoConfig): Promise<{backend: string, note
     } catch (e) {
       why = `tf.setBackend('webgpu') failed: ${e instanceof Error ? e.message : String(e)}`;
     }
-    const missing = kernels.filter((k) => tf.getKernel(k, 'webgpu') === undefined);
+    const missing = missingKernels(kernels);
     if (why === '' && missing.length > 0) why = `this build has no webgpu kernel for ${missing.join(', ')}`;
   }
   if (why === '') return {backend: 'webgpu', note: ''};
@@ -349,44 +276,24 @@ async function main(): Promise<void> {
 
   // Weights and inputs, seeded; kept on the host so the cpu reference gets the same numbers.
   setStatus('Creating the weights…');
-  const probe = buildModel(config, null, [1]);
+  const spec = modelSpec(config);
+  const probe = buildModel(mla, spec, null, [1], NAME_PREFIX);
   const shapes = probe.layer.expectedWeightShapes();
   probe.cache.dispose();
   probe.layer.dispose();
-  const random = prng(config.seed);
-  const weights: Record<string, HostTensor> = {};
-  for (const [name, shape] of shapes) {
-    const n = shape.reduce((a, b) => a * b, 1);
-    weights[name] = {shape, values: name.endsWith('layernorm.weight') ? new Float32Array(n).fill(1) :
-                                      uniform(random, n, 1 / Math.sqrt(shape[shape.length - 1]))};
-  }
-  const inputRandom = prng(config.seed * 7919 + 17);
-  const inputs = finalLens.map((n) => uniform(inputRandom, n * hidden, 1));
-  const model = buildModel(config, weights, finalLens);
+  const weights = randomWeights(shapes, config.seed);
+  const inputs = randomInputs(config.seed, finalLens, hidden);
+  const model: Model = buildModel(mla, spec, weights, finalLens, NAME_PREFIX);
 
   if (config.warmup && backend === 'webgpu') {
-    // WebGPU compiles each program's pipeline on first use (slow on SwiftShader). tfjs's
-    // compile-only mode walks a prefill and a decode step of the same shapes, creating the
-    // pipelines in parallel without computing; a separate layer and cache take that walk, since
-    // tensors a layer derives and keeps (the absorbed W_UK / W_UV) would hold garbage.
+    // WebGPU compiles each program's pipeline on first use (slow on SwiftShader): compile them
+    // all first, untimed (compilePipelines: tfjs's compile-only mode over a prefill and a decode
+    // step of the same shapes, on a layer and cache of its own).
     setStatus('Compiling the WebGPU shaders (untimed)…');
     await nextFrame();
     const warmStart = performance.now();
-    const warm = buildModel(config, weights, finalLens);
-    seqIds.forEach((id) => warm.cache.claim(id));
-    tf.env().set('WEBGPU_ENGINE_COMPILE_ONLY', true);
-    try {
-      await runStep(warm, seqIds, prompts, gatherInputs(inputs, prompts.map((p) => [0, p]), hidden), hidden, false);
-      if (steps > 0) {
-        await runStep(warm, seqIds, prompts.map(() => 1),
-                      gatherInputs(inputs, prompts.map((p) => [p, p + 1]), hidden), hidden, false);
-      }
-    } finally {
-      tf.env().set('WEBGPU_ENGINE_COMPILE_ONLY', false);
-    }
-    await (tf.backend() as unknown as {checkCompileCompletionAsync(): Promise<void>}).checkCompileCompletionAsync();
-    warm.cache.dispose();
-    warm.layer.dispose();
+    await compilePipelines(() => buildModel(mla, spec, weights, finalLens, NAME_PREFIX),
+                           {seqIds, prompts, steps, inputs, hidden});
     document.body.dataset.warmupMs = String(Math.round(performance.now() - warmStart));
   }
 
@@ -450,22 +357,15 @@ async function main(): Promise<void> {
     setStatus('Checking sequence 0 against the cpu reference…');
     await nextFrame();
     await tf.setBackend('cpu');
-    const ref = buildModel(config, weights, [finalLens[0]]);
-    ref.cache.claim(0);
-    const p = prompts[0];
-    const refOut = [(await runStep(ref, [0], [p], inputs[0].subarray(0, p * hidden), hidden)).values];
-    for (let s = 0; s < steps; s++) {
-      refOut.push((await runStep(ref, [0], [1], inputs[0].subarray((p + s) * hidden, (p + s + 1) * hidden), hidden)).values);
+    const ref = buildModel(mla, spec, weights, [finalLens[0]], NAME_PREFIX);
+    let refOut: Float32Array[];
+    try {
+      refOut = await runSequence(ref, prompts[0], steps, inputs[0], hidden);
+    } finally {
+      ref.cache.dispose();
+      ref.layer.dispose();
     }
-    ref.cache.dispose();
-    ref.layer.dispose();
-    let maxDiff = 0;
-    let maxRef = 0;
-    refOut.forEach((r, i) => r.forEach((value, j) => {
-      const d = Math.abs(sample[i][j] - value);
-      maxDiff = Number.isNaN(d) ? NaN : Math.max(maxDiff, d);
-      maxRef = Math.max(maxRef, Math.abs(value));
-    }));
+    const {maxDiff, maxRef} = compareOutputs(sample, refOut);
     byId('check').dataset.maxRef = String(maxRef);
     setCell('check', `max |Δ| ${maxDiff.toExponential(2)} = ${(maxDiff / maxRef).toExponential(2)} of max|y| ` +
             `${maxRef.toPrecision(3)} (sequence 0, ${finalLens[0]} tokens)`, maxDiff);
