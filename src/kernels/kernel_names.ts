@@ -17,21 +17,28 @@
 
 /**
  * FusedRope: RoPE of every head's q_rope and of k_pe at each token's absolute position,
- * RMSNorm of c_kv, and the cache write — in one kernel.
+ * RMSNorm of c_kv, the cache write and (optionally) the W_UK absorption of q — in one kernel,
+ * reading q and c_kv | k_pe where the projection wrote them.
  *
  * inputs:
- *   q:         float32 [T, H, N + R]   projected queries; columns N..N+R of each head are roped
- *   kv:        float32 [T, L + R]      x · kv_a_proj_with_mqaᵀ: raw c_kv (L) | raw k_pe (R)
+ *   q:         float32 [T, H, N + R], or [T, Wq] whose first H·(N + R) columns are the heads
+ *              (e.g. the fused q | kv projection; then attrs numHeads and qkNopeHeadDim say H, N)
+ *   kv:        float32 [T, Wkv]       its LAST L + R columns are raw c_kv (L) | raw k_pe (R)
  *   gamma:     float32 [L]             kv_a_layernorm weight
  *   freqsCis:  float32 [maxSeqLen, R]  rows [cos0, sin0, cos1, sin1, …] (YaRN factor included)
  *   tokenInfo: int32   [T, 3]          (b, p, slot) as above; only p and slot are read
  *   cache:     float32 [pages, pageSize, D]  WRITTEN IN PLACE: row `slot` becomes
  *              [RMSNorm(c_kv; gamma, eps) | rope(k_pe, p)]
+ *   wUkT:      float32 [H, L, N]       optional: W_UK per head as [out, in] (the absorbed path)
  * attrs:
  *   eps:          number   RMSNorm epsilon
  *   interleaved:  boolean  true: pairs (2i, 2i+1); false: pairs (i, i + R/2)
+ *   numHeads, qkNopeHeadDim: H and N, with a 2-D q only
  * output:
- *   float32 [T, H, N + R]: q with rope(q_rope, p) in columns N..N+R of each head.
+ *   without wUkT: float32 [T, H, N + R], q with rope(q_rope, p) in columns N..N+R of each head;
+ *   with wUkT:    float32 [T, H, L + R], the query MLADecode reads: columns 0..L hold
+ *                 q_lat[h] = W_UK[h]ᵀ · q_nope[h] (= wUkT[h] · q_nope[h]), columns L..L+R the
+ *                 roped q_rope.
  */
 export const FUSED_ROPE = 'FusedRope';
 
@@ -70,8 +77,9 @@ export const MLA_PREFILL = 'MLAPrefill';
  * attrs:
  *   scale:             number  λ
  *   kvLoraRank:        number  L (the first L columns of a cache row are the latent, and V)
- *   maxContextLength:  number  an upper bound of p + 1 over the tokens (sizes the split over
- *                              the context on webgpu; the cpu kernel only checks it)
+ *   maxContextLength:  number  the longest context of the step, max(p + 1) (sizes the split
+ *                              over the context on webgpu; every key k ≤ p is attended on every
+ *                              backend even past it)
  * output:
  *   float32 [T, H, L]: o_lat = Σ_{k ≤ p} softmax_k(scale · q · cacheRow_k) · cacheRow_k[0..L].
  */
@@ -79,23 +87,40 @@ export const MLA_DECODE = 'MLADecode';
 
 /**
  * MLALinear: y = x · wᵀ, a bias-free HF Linear with w in the [out, in] layout (the layer's
- * projections q_proj, q_a_proj, q_b_proj, kv_a_proj_with_mqa, o_proj, the decompression by
- * kv_b_proj and the per-head W_UK / W_UV products). The webgpu kernel keeps its partial sums in
- * registers with no workgroup memory; the layer uses it on webgpu for decode steps (M ≤ 8) and,
- * on software adapters (SwiftShader), for every M, where tfjs's tiled matMul is 10× slower.
- * No gradient is registered: the layer's training path (attendWithoutCache) uses tf.matMul.
+ * projections, the decompression by kv_b_proj and the per-head W_UV product). The webgpu
+ * kernel keeps its partial sums in registers with no workgroup memory. No gradient is
+ * registered: the layer's training path (attendWithoutCache) uses tf.matMul.
  *
- * inputs (optionally with a leading batch dim G: one product per batch entry, e.g. per head):
- *   x:  float32 [M, K] or [G, M, K]
- *   w:  float32 [N, K] or [G, N, K]
+ * inputs:
+ *   x:      float32 [M, Kx] with Kx ≥ K (the first K columns of each row are read),
+ *           or [G, M, K] (one product per batch entry g), or with attrs.tokenMajor [M, G, K]
+ *   w:      float32 [N1, K], or [G, N1, K] with a batch dim
+ *   w2:     float32 [N2, K]  optional, 2-D x only: output columns N1..N1+N2 use w2's rows
+ *           (one product over the concatenation [w; w2] without a concatenated copy: MAX's wqkv)
+ *   gamma:  float32 [K]      optional, with attrs.normEps: each x row is replaced by
+ *           RMSNorm(x_row[0..K]; gamma, normEps) first (q-LoRA's q_a_layernorm before q_b_proj)
+ * attrs:
+ *   normEps:     number   with gamma
+ *   tokenMajor:  boolean  x [M, G, K] and y [M, G, N] (tokens first, e.g. o_lat [T, H, L])
  * output:
- *   float32 [M, N] or [G, M, N]: y[g, m, n] = Σ_k x[g, m, k] · w[g, n, k].
+ *   float32 [M, N], [G, M, N] or (tokenMajor) [M, G, N]: y[g, m, n] = Σ_k x[g, m, k] · w[g, n, k].
  */
 export const LINEAR = 'MLALinear';
 
 export interface FusedRopeAttrs {
   eps: number;
   interleaved: boolean;
+  /** H, with a 2-D q. */
+  numHeads?: number;
+  /** N, with a 2-D q. */
+  qkNopeHeadDim?: number;
+}
+
+export interface MLALinearAttrs {
+  /** With the gamma input: the RMSNorm epsilon. */
+  normEps?: number;
+  /** x [M, G, K] and y [M, G, N]. */
+  tokenMajor?: boolean;
 }
 
 export interface MLAPrefillAttrs {

@@ -1,22 +1,25 @@
 import type {KernelConfig, KernelFunc, NamedAttrMap, TensorInfo} from '@tensorflow/tfjs-core';
 import type {MathBackendCPU} from '@tensorflow/tfjs-backend-cpu';
 import {FUSED_ROPE, FusedRopeAttrs} from '../kernel_names.js';
+import {fusedRopeLayout} from '../layouts.js';
 import {valuesOf} from './cpu_tensors.js';
-import {rmsNormRow, ropeRow} from './reference_math.js';
+import {dot, rmsNormRow, ropeRow} from './reference_math.js';
 
 /** The readable reference of FusedRope (contract in ../kernel_names.ts). */
 export function fusedRopeCpu(args: {
   inputs: {q: TensorInfo, kv: TensorInfo, gamma: TensorInfo, freqsCis: TensorInfo,
-           tokenInfo: TensorInfo, cache: TensorInfo},
+           tokenInfo: TensorInfo, cache: TensorInfo, wUkT?: TensorInfo},
   backend: MathBackendCPU,
   attrs: FusedRopeAttrs & NamedAttrMap,
 }): TensorInfo {
   const {inputs, backend, attrs} = args;
-  const [numTokens, numHeads, qHeadDim] = inputs.q.shape;
-  const ropeDim = inputs.freqsCis.shape[1];
-  const nopeDim = qHeadDim - ropeDim;
-  const kvLoraRank = inputs.gamma.shape[0];
-  const rowWidth = kvLoraRank + ropeDim;
+  const layout = fusedRopeLayout(inputs.q.shape, inputs.gamma.shape, inputs.freqsCis.shape,
+                                 inputs.wUkT?.shape ?? null, attrs);
+  const {numTokens, numHeads, nopeDim, ropeDim, latentDim, qRowStride} = layout;
+  const headWidth = nopeDim + ropeDim;
+  const outWidth = layout.outputShape[2];
+  const rowWidth = latentDim + ropeDim;
+  const kvRowStride = inputs.kv.shape[1];
 
   const q = valuesOf(backend, inputs.q);
   const kv = valuesOf(backend, inputs.kv);
@@ -24,24 +27,36 @@ export function fusedRopeCpu(args: {
   const freqsCis = valuesOf(backend, inputs.freqsCis);
   const tokenInfo = valuesOf(backend, inputs.tokenInfo);
   const cache = valuesOf(backend, inputs.cache) as Float32Array;
+  const wUkT = inputs.wUkT === undefined ? null : valuesOf(backend, inputs.wUkT);
 
-  const qOut = Float32Array.from(q);
+  const qOut = new Float32Array(numTokens * numHeads * outWidth);
   for (let t = 0; t < numTokens; t++) {
     const position = tokenInfo[t * 3 + 1];
     const slot = tokenInfo[t * 3 + 2];
     const freqsRow = position * ropeDim;
     for (let h = 0; h < numHeads; h++) {
-      const ropeStart = (t * numHeads + h) * qHeadDim + nopeDim;
-      ropeRow(q, ropeStart, ropeDim, freqsCis, freqsRow, attrs.interleaved, qOut, ropeStart);
+      const qStart = t * qRowStride + h * headWidth;
+      const outStart = (t * numHeads + h) * outWidth;
+      if (wUkT === null) {
+        // q roped: the nope columns as they are, then the rope columns rotated.
+        qOut.set(q.subarray(qStart, qStart + nopeDim), outStart);
+      } else {
+        // The absorbed query: q_lat[l] = Σ_d W_UK[h, d, l] · q_nope[d] = wUkT[h, l, :] · q_nope.
+        for (let l = 0; l < latentDim; l++) {
+          qOut[outStart + l] = dot(wUkT, (h * latentDim + l) * nopeDim, q, qStart, nopeDim);
+        }
+      }
+      ropeRow(q, qStart + nopeDim, ropeDim, freqsCis, freqsRow, attrs.interleaved, qOut,
+              outStart + outWidth - ropeDim);
     }
     // The cache row: [RMSNorm(c_kv) | rope(k_pe)], written into the cache's own storage.
-    const kvStart = t * rowWidth;
+    const kvStart = t * kvRowStride + kvRowStride - rowWidth;
     const cacheStart = slot * rowWidth;
-    rmsNormRow(kv, kvStart, kvLoraRank, gamma, attrs.eps, cache, cacheStart);
-    ropeRow(kv, kvStart + kvLoraRank, ropeDim, freqsCis, freqsRow, attrs.interleaved, cache,
-            cacheStart + kvLoraRank);
+    rmsNormRow(kv, kvStart, latentDim, gamma, attrs.eps, cache, cacheStart);
+    ropeRow(kv, kvStart + latentDim, ropeDim, freqsCis, freqsRow, attrs.interleaved, cache,
+            cacheStart + latentDim);
   }
-  return backend.makeTensorInfo([numTokens, numHeads, qHeadDim], 'float32', qOut);
+  return backend.makeTensorInfo(layout.outputShape, 'float32', qOut);
 }
 
 export const fusedRopeCpuConfig: KernelConfig = {

@@ -1,33 +1,47 @@
-import type {KernelConfig, KernelFunc, TensorInfo} from '@tensorflow/tfjs-core';
+import type {KernelConfig, KernelFunc, NamedAttrMap, TensorInfo} from '@tensorflow/tfjs-core';
 import type {MathBackendCPU} from '@tensorflow/tfjs-backend-cpu';
-import {LINEAR} from '../kernel_names.js';
+import {LINEAR, MLALinearAttrs} from '../kernel_names.js';
+import {linearLayout} from '../layouts.js';
 import {valuesOf} from './cpu_tensors.js';
+import {rmsNormRow} from './reference_math.js';
 
 /**
- * The readable reference of MLALinear (contract in ../kernel_names.ts): y = x · wᵀ, per batch
- * entry g when x and w have a leading batch dim.
+ * The readable reference of MLALinear (contract in ../kernel_names.ts): y = x · wᵀ per batch
+ * entry, output columns past N1 from w2, x rows RMS-normalized first when gamma is given.
  */
 export function linearCpu(args: {
-  inputs: {x: TensorInfo, w: TensorInfo},
+  inputs: {x: TensorInfo, w: TensorInfo, w2?: TensorInfo, gamma?: TensorInfo},
   backend: MathBackendCPU,
+  attrs?: MLALinearAttrs & NamedAttrMap,
 }): TensorInfo {
   const {inputs, backend} = args;
-  const batched = inputs.x.shape.length === 3;
-  const [g, m, k] = batched ? inputs.x.shape : [1, ...inputs.x.shape];
-  const n = inputs.w.shape[inputs.w.shape.length - 2];
+  const layout = linearLayout(inputs.x.shape, inputs.w.shape, inputs.w2?.shape ?? null,
+                              Boolean(args.attrs?.tokenMajor));
+  const {numEntries, m, k, n, splitCol} = layout;
   const x = valuesOf(backend, inputs.x);
   const w = valuesOf(backend, inputs.w);
-  const y = new Float32Array(g * m * n);
-  for (let b = 0; b < g; b++) {
+  const w2 = inputs.w2 === undefined ? null : valuesOf(backend, inputs.w2);
+  const gamma = inputs.gamma === undefined ? null : valuesOf(backend, inputs.gamma);
+  const y = new Float32Array(numEntries * m * n);
+  const row = new Float32Array(k);
+  for (let g = 0; g < numEntries; g++) {
     for (let i = 0; i < m; i++) {
+      const xStart = g * layout.xEntryStride + i * layout.xRowStride;
+      if (gamma !== null) {
+        rmsNormRow(x, xStart, k, gamma, args.attrs?.normEps ?? 0, row, 0);
+      } else {
+        row.set(x.subarray(xStart, xStart + k));
+      }
       for (let j = 0; j < n; j++) {
+        // Row j of [w; w2] (of entry g).
+        const [weight, wStart] = j < splitCol ? [w, (g * splitCol + j) * k] : [w2!, (j - splitCol) * k];
         let sum = 0;  // float64
-        for (let l = 0; l < k; l++) sum += x[(b * m + i) * k + l] * w[(b * n + j) * k + l];
-        y[(b * m + i) * n + j] = sum;
+        for (let l = 0; l < k; l++) sum += row[l] * weight[wStart + l];
+        y[g * layout.outEntryStride + i * layout.outRowStride + j] = sum;
       }
     }
   }
-  return backend.makeTensorInfo(batched ? [g, m, n] : [m, n], 'float32', y);
+  return backend.makeTensorInfo(layout.outputShape, 'float32', y);
 }
 
 export const linearCpuConfig: KernelConfig = {

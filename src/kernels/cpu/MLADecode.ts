@@ -25,10 +25,6 @@ export function mlaDecodeCpu(args: {
   for (let t = 0; t < numTokens; t++) {
     const batchRow = tokenInfo[t * 3];
     const position = tokenInfo[t * 3 + 1];
-    if (position + 1 > attrs.maxContextLength) {
-      throw new Error(`MLADecode: token ${t} at position ${position} exceeds maxContextLength ` +
-                      `${attrs.maxContextLength}`);
-    }
     // Causal: keys 0..position of the token's own sequence.
     const keyRows: number[] = [];
     for (let k = 0; k <= position; k++) {

@@ -1,29 +1,39 @@
-import type {KernelConfig, KernelFunc, TensorInfo} from '@tensorflow/tfjs-core';
-import {LINEAR} from '../kernel_names.js';
-import {LinearProgram, linearUniforms} from './linear_webgpu.js';
+import type {KernelConfig, KernelFunc, NamedAttrMap, TensorInfo} from '@tensorflow/tfjs-core';
+import {LINEAR, MLALinearAttrs} from '../kernel_names.js';
+import {linearLayout} from '../layouts.js';
+import {defaultColsPerInvocation, LinearProgram, linearVectorWidth, MAX_ROWS_PER_INVOCATION} from './linear_webgpu.js';
 import {WebGPUBackend} from './webgpu_util.js';
 
 /**
- * The webgpu MLALinear (contract in ../kernel_names.ts): y = x · wᵀ (per batch entry when
- * batched: one dispatch for all of them) by LinearProgram (a new program object per call: tfjs rewrites its shaderKey).
- * Host-side it reads shapes only, never GPU data.
+ * The webgpu MLALinear (contract in ../kernel_names.ts): one LinearProgram dispatch (a new
+ * program object per call: tfjs rewrites its shaderKey). Host-side it reads shapes only.
  */
 export function linearWebGPU(args: {
-  inputs: {x: TensorInfo, w: TensorInfo},
+  inputs: {x: TensorInfo, w: TensorInfo, w2?: TensorInfo, gamma?: TensorInfo},
   backend: WebGPUBackend,
+  attrs?: MLALinearAttrs & NamedAttrMap,
 }): TensorInfo {
   const {inputs, backend} = args;
-  const {x, w} = inputs;
-  const batched = x.shape.length === 3;
-  const [g, m, k] = batched ? x.shape : [1, ...x.shape];
-  const n = w.shape[w.shape.length - 2];
-  const outShape = batched ? [g, m, n] : [m, n];
-  if (g === 0 || m === 0 || n === 0) {
-    return backend.makeTensorInfo(outShape, 'float32', new Float32Array(0));
+  const {x, w, w2, gamma} = inputs;
+  const layout = linearLayout(x.shape, w.shape, w2?.shape ?? null, Boolean(args.attrs?.tokenMajor));
+  const {m, k, n, numEntries} = layout;
+  if (numEntries === 0 || m === 0 || n === 0) {
+    return backend.makeTensorInfo(layout.outputShape, 'float32', new Float32Array(0));
   }
-  if (k === 0) return backend.makeTensorInfo(outShape, 'float32', new Float32Array(g * m * n));
-  const program = new LinearProgram(batched ? g : null, m, k, n);
-  return backend.runWebGPUProgram(program, [x, w], 'float32', linearUniforms(m, k, n, program));
+  if (k === 0) {
+    return backend.makeTensorInfo(layout.outputShape, 'float32', new Float32Array(numEntries * m * n));
+  }
+  const program = new LinearProgram({
+    rowsPerInvocation: Math.min(m, MAX_ROWS_PER_INVOCATION),
+    colsPerInvocation: defaultColsPerInvocation(m, w2 === undefined ? null : layout.splitCol),
+    workgroupSize: 16,
+    vectorWidth: linearVectorWidth(layout),
+    secondWeight: w2 !== undefined,
+    rmsNorm: gamma !== undefined,
+    ropeTail: null,
+  }, {...layout, eps: args.attrs?.normEps ?? 0, tail: null}, layout.outputShape);
+  const programInputs = [x, w, ...(w2 !== undefined ? [w2] : []), ...(gamma !== undefined ? [gamma] : [])];
+  return backend.runWebGPUProgram(program, programInputs, 'float32', program.uniformValues());
 }
 
 export const linearWebGPUConfig: KernelConfig = {

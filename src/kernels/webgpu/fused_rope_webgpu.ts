@@ -1,29 +1,26 @@
 /**
- * The two programs of the webgpu FusedRope kernel (contract in ../kernel_names.ts):
+ * The programs of the webgpu FusedRope kernel (contract in ../kernel_names.ts):
  * RopeCacheWriteProgram writes `[RMSNorm(c_kv) | rope(k_pe)]` into the cache in place, and
- * RopeQProgram produces q with its rope columns rotated.
+ * RopeQProgram produces q [T, H, N + R] with its rope columns rotated. (The absorbed query
+ * [T, H, L + R] is MLALinear's program with a rope tail: see FusedRope.ts.)
  */
 import {flatLayout, mainHeader, WebGPUProgram} from './webgpu_util.js';
+import {ropePairWGSL} from './rope_wgsl.js';
 
-/** WGSL: the pair of a rope column `j` (0 ≤ j < R) and whether `j` is the pair's second. */
-function ropePairSnippet(interleaved: boolean): string {
-  // Sets `pairIndex` (i, the frequency index), `isSecond` and `partnerOffset` (partner − j).
-  return interleaved ? `
-      let pairIndex = j / 2;
-      let isSecond = (j & 1) == 1;
-      let partnerOffset = select(1, -1, isSecond);` :
-                       `
-      let halfDim = ropeDim / 2;
-      let isSecond = j >= halfDim;
-      let pairIndex = select(j, j - halfDim, isSecond);
-      let partnerOffset = select(halfDim, -halfDim, isSecond);`;
+export interface RopeParams {
+  interleaved: boolean;
+}
+
+function ropeKey(p: RopeParams): string {
+  return p.interleaved ? 'il' : 'half';
 }
 
 /**
  * One workgroup per token: RMSNorm of the token's c_kv (a tree reduction of the squares in
  * workgroup memory) and the rope of its k_pe, written into cache row `slot` — the output is
  * the cache tensor itself, passed to runWebGPUProgram as `output`.
- * Inputs: kv [T, L+R], gamma [L], freqsCis [maxSeqLen, R], tokenInfo [T, 3]. Uniform: eps.
+ * Inputs: kv [T, ≥ L+R] (c_kv | k_pe are the last L + R columns of a row), gamma [L],
+ * freqsCis [maxSeqLen, R], tokenInfo [T, 3]. Uniform: eps.
  */
 export class RopeCacheWriteProgram implements WebGPUProgram {
   variableNames = ['kv', 'gamma', 'freqsCis', 'tokenInfo'];
@@ -31,18 +28,17 @@ export class RopeCacheWriteProgram implements WebGPUProgram {
   shaderKey: string;
   dispatchLayout: {x: number[]};
   dispatch: [number, number, number];
-  workgroupSize: [number, number, number];
+  workgroupSize: [number, number, number] = [64, 1, 1];
   uniforms = 'eps : f32,';
-  private readonly interleaved: boolean;
+  private readonly params: RopeParams;
 
   /** `cacheShape`: [pages, pageSize, L+R]; `numTokens`: T (one workgroup each). */
-  constructor(cacheShape: number[], numTokens: number, interleaved: boolean) {
+  constructor(params: RopeParams, cacheShape: number[], numTokens: number) {
+    this.params = params;
     this.outputShape = cacheShape;
     this.dispatchLayout = flatLayout(cacheShape.length);
-    this.workgroupSize = [64, 1, 1];
     this.dispatch = [numTokens, 1, 1];
-    this.interleaved = interleaved;
-    this.shaderKey = `mlaRopeCacheWrite_${interleaved ? 'il' : 'half'}`;
+    this.shaderKey = `mlaRopeCacheWrite_${ropeKey(params)}`;
   }
 
   getUserCode(): string {
@@ -58,8 +54,8 @@ export class RopeCacheWriteProgram implements WebGPUProgram {
       let lane = i32(localIndex);
       let latentDim = uniforms.gammaShape;
       let ropeDim = uniforms.freqsCisShape.y;
-      let rowWidth = uniforms.kvShape.y;
-      let kvStart = token * rowWidth;
+      let rowWidth = uniforms.outShape.z;
+      let kvStart = token * uniforms.kvShape.y + uniforms.kvShape.y - rowWidth;
       let position = tokenInfo[token * 3 + 1];
       let rowStart = tokenInfo[token * 3 + 2] * rowWidth;
 
@@ -86,12 +82,11 @@ export class RopeCacheWriteProgram implements WebGPUProgram {
 
       let freqsStart = position * ropeDim;
       for (var j = lane; j < ropeDim; j += ${wg}) {
-        ${ropePairSnippet(this.interleaved)}
+        ${ropePairWGSL(this.params.interleaved)}
         let c = freqsCis[freqsStart + 2 * pairIndex];
         let s = freqsCis[freqsStart + 2 * pairIndex + 1];
         let x = kv[kvStart + latentDim + j];
         let partner = kv[kvStart + latentDim + j + partnerOffset];
-        // First of a pair: x·c − partner·s; second: partner·s + x·c.
         result[rowStart + latentDim + j] = x * c + select(-partner, partner, isSecond) * s;
       }
     }`;
@@ -99,8 +94,11 @@ export class RopeCacheWriteProgram implements WebGPUProgram {
 }
 
 /**
- * One invocation per element of q [T, H, N+R]: copies the nope columns and rotates the rope
- * columns at the token's position. Inputs: q, freqsCis [maxSeqLen, R], tokenInfo [T, 3].
+ * One invocation per element of the output q [T, H, N+R]: copies the nope columns and rotates
+ * the rope columns at the token's position. q is read where it lives: head h of token t at
+ * t·qRowStride + h·(N+R) (a [T, H, N+R] tensor, or the first H·(N+R) columns of a wider row,
+ * e.g. the fused q|kv projection). Inputs: q, freqsCis [maxSeqLen, R], tokenInfo [T, 3].
+ * Uniform: qRowStride.
  */
 export class RopeQProgram implements WebGPUProgram {
   variableNames = ['q', 'freqsCis', 'tokenInfo'];
@@ -108,18 +106,19 @@ export class RopeQProgram implements WebGPUProgram {
   shaderKey: string;
   dispatchLayout: {x: number[]};
   dispatch: [number, number, number];
-  workgroupSize: [number, number, number];
+  workgroupSize: [number, number, number] = [64, 1, 1];
+  uniforms = 'qRowStride : i32,';
   size = true;
-  private readonly interleaved: boolean;
+  private readonly params: RopeParams;
 
-  constructor(qShape: number[], interleaved: boolean) {
-    this.outputShape = qShape;
-    this.dispatchLayout = flatLayout(qShape.length);
-    this.workgroupSize = [64, 1, 1];
-    const size = qShape.reduce((a, b) => a * b, 1);
+  /** `outputShape`: [T, H, N+R]. */
+  constructor(params: RopeParams, outputShape: number[]) {
+    this.params = params;
+    this.outputShape = outputShape;
+    this.dispatchLayout = flatLayout(outputShape.length);
+    const size = outputShape.reduce((a, b) => a * b, 1);
     this.dispatch = [Math.ceil(size / this.workgroupSize[0]), 1, 1];
-    this.interleaved = interleaved;
-    this.shaderKey = `mlaRopeQ_${interleaved ? 'il' : 'half'}`;
+    this.shaderKey = `mlaRopeQ_${ropeKey(params)}`;
   }
 
   getUserCode(): string {
@@ -128,23 +127,25 @@ export class RopeQProgram implements WebGPUProgram {
       if (index >= uniforms.size) {
         return;
       }
-      let headDim = uniforms.qShape.z;
+      let headDim = uniforms.outShape.z;
       let ropeDim = uniforms.freqsCisShape.y;
       let nopeDim = headDim - ropeDim;
       let column = index % headDim;
-      let x = q[index];
+      let tokenHead = index / headDim;
+      let token = tokenHead / uniforms.outShape.y;
+      let source = token * uniforms.qRowStride + (tokenHead % uniforms.outShape.y) * headDim + column;
+      let x = q[source];
       if (column < nopeDim) {
         result[index] = x;
         return;
       }
-      let token = index / (uniforms.qShape.y * headDim);
       let position = tokenInfo[token * 3 + 1];
       let j = column - nopeDim;
-      ${ropePairSnippet(this.interleaved)}
+      ${ropePairWGSL(this.params.interleaved)}
       let freqsStart = position * ropeDim;
       let c = freqsCis[freqsStart + 2 * pairIndex];
       let s = freqsCis[freqsStart + 2 * pairIndex + 1];
-      let partner = q[index + partnerOffset];
+      let partner = q[source + partnerOffset];
       result[index] = x * c + select(-partner, partner, isSecond) * s;
     }`;
   }

@@ -1,138 +1,226 @@
 /**
- * y = x · wᵀ (MLALinear): x [M, K], w [N, K] (HF [out, in] layout), y [M, N], for any M. The
- * program keeps every partial sum in registers and uses no workgroup memory and no barrier:
+ * MLALinear's program: y = x · wᵀ for any M, with every partial sum in registers (no
+ * workgroup memory, no barrier):
  *
  * - invocation i owns a block of MB rows of x (MB = M when M ≤ 8, else 8) and R consecutive
- *   rows of w, and walks K with vec4 loads (scalar loads when K % 4 ≠ 0): per step MB + R
- *   loads and MB·R dot products, unrolled into named registers (no private arrays);
- * - with several row blocks, consecutive invocations take consecutive row blocks of the same
- *   rows of w, so a workgroup reads its R rows of w once from memory for all of them;
- * - with a batch dim G (x [G, M, K], w [G, N, K]), entry g's invocations follow g − 1's: one
- *   dispatch for all G products (the layer's per-head W_UK / W_UV products: 2 dispatches
- *   a decode step instead of 2·H plus the slices and stacks around them).
+ *   rows of w, and walks K with vec4 loads (scalar loads when a stride or K is not a multiple
+ *   of 4): per step MB + R loads and MB·R dot products, unrolled into named registers;
+ * - consecutive invocations take consecutive row blocks of the same rows of w, so a
+ *   workgroup reads its R rows of w once from memory for all of them;
+ * - a batch dim G (one product per entry, e.g. per head) is one dispatch for all entries.
  *
- * Measured on SwiftShader (2 cores, Node, W [3072, 2048]): for M = 1..3 this streams W at about
- * the read probe's rate (~17-20 ms), M = 8 in 52 ms (1.9 GFLOP/s) where tf.matMul takes
- * 717 ms; a variant that split K over a 64-invocation workgroup and reduced in workgroup
- * memory was 4-9× slower there. M = 512, K = 2048, N = 576 (`node bench/tune_linear.mjs --n 576`):
- * 1.84 GFLOP/s with R = 8 (1.61 with R = 4, 1.51 with 64 invocations per workgroup) where
- * tf.matMul runs at 0.18. R = 8 for M ≤ 2 and M > 8, else 4; 16 invocations per workgroup.
- * MB, R, the workgroup size and the vec4 flag are baked and in the shaderKey; K (in vectors),
- * M, N and the number of row blocks are uniforms.
+ * Reads and writes go through strides (uniforms), so the layer's products read their inputs
+ * and write their outputs where they live, with no split, concat or transpose around them:
+ * - `secondWeight`: output columns [N1, N1 + N2) come from a second weight (MAX's wqkv:
+ *   q_proj or q_a_proj, then kv_a_proj_with_mqa, without a concatenated copy);
+ * - `rmsNorm`: each x row is RMS-normalized and scaled by gamma on the fly (q-LoRA's
+ *   q_a_layernorm before q_b_proj);
+ * - `ropeTail`: after the linear invocations, one invocation per (token, head, rope column)
+ *   writes the roped q_rope next to the product (FusedRope's absorbed query [T, H, L + R]).
+ *
+ * The params (MB, R, workgroup size, vector width, the three variant bits) make the shader
+ * and its key; every size and stride is a uniform.
  */
 import {flatLayout, mainHeader, WebGPUProgram} from './webgpu_util.js';
+import {ropePairWGSL} from './rope_wgsl.js';
+import type {LinearLayout} from '../layouts.js';
 
 /** Rows of x one invocation multiplies (all of them up to this many). */
 export const MAX_ROWS_PER_INVOCATION = 8;
 
+export interface LinearProgramParams {
+  /** MB: rows of x per invocation. */
+  rowsPerInvocation: number;
+  /** R: rows of w (output columns) per invocation. */
+  colsPerInvocation: number;
+  workgroupSize: number;
+  /** 4: vec4 loads along K (K and every x stride are multiples of 4); else 1. */
+  vectorWidth: 1|4;
+  secondWeight: boolean;
+  rmsNorm: boolean;
+  /** Rope the q_rope columns into the output after the product (null: no tail). */
+  ropeTail: null|{interleaved: boolean};
+}
+
+/**
+ * Where a product reads and writes (elements; see LinearLayout), plus the RMSNorm epsilon and
+ * the rope tail: the source q_rope of (t, h) at t·srcRowStride + h·srcHeadStride + srcOffset,
+ * written at column dstOffset of output row (t, h).
+ */
+export type LinearGeometry = Omit<LinearLayout, 'outputShape'>&{
+  eps: number,
+  tail: null|{ropeDim: number, srcRowStride: number, srcHeadStride: number, srcOffset: number,
+              dstOffset: number},
+};
+
+export function linearShaderKey(p: LinearProgramParams): string {
+  const tail = p.ropeTail === null ? '' : p.ropeTail.interleaved ? '_ropeIl' : '_ropeHalf';
+  return `mlaLinear_MB${p.rowsPerInvocation}_R${p.colsPerInvocation}_WG${p.workgroupSize}` +
+      `_V${p.vectorWidth}${p.secondWeight ? '_w2' : ''}${p.rmsNorm ? '_norm' : ''}${tail}`;
+}
+
+/** The vector width for a geometry: 4 when K and every x stride are multiples of 4. */
+export function linearVectorWidth(g: Pick<LinearGeometry, 'k'|'xEntryStride'|'xRowStride'>): 1|4 {
+  return g.k % 4 === 0 && g.xEntryStride % 4 === 0 && g.xRowStride % 4 === 0 ? 4 : 1;
+}
+
+/**
+ * Default R: 8 for M ≤ 2 and M > 8, else 4 (tuned with bench/tune_linear.mjs); with a second
+ * weight, the largest power of two ≤ that dividing N1, so no invocation straddles the weights.
+ */
+export function defaultColsPerInvocation(m: number, splitCol: number|null): number {
+  let r = m <= 2 || m > MAX_ROWS_PER_INVOCATION ? 8 : 4;
+  if (splitCol !== null) while (splitCol % r !== 0) r /= 2;
+  return r;
+}
+
+const UNIFORMS = [
+  'kVecs', 'numRows', 'numCols', 'splitCol', 'numRowBlocks', 'perEntry', 'numEntries',
+  'xEntryStride', 'xRowStride', 'outEntryStride', 'outRowStride', 'tailCount',
+  'tailSrcRowStride', 'tailSrcHeadStride', 'tailSrcOffset', 'tailDstOffset',
+] as const;
+
 export class LinearProgram implements WebGPUProgram {
-  variableNames = ['x', 'w'];
+  variableNames: string[];
   variableComponents: number[];
   outputShape: number[];
   shaderKey: string;
   dispatchLayout: {x: number[]};
   dispatch: [number, number, number];
   workgroupSize: [number, number, number];
-  size = true;
-  uniforms = 'kVecs : i32, numRows : i32, numCols : i32, numRowBlocks : i32, perEntry : i32,';
-  /** MB: rows of x per invocation. */
-  readonly rowsPerInvocation: number;
-  /** R: rows of w (outputs per x row) per invocation. */
-  readonly colsPerInvocation: number;
+  uniforms = UNIFORMS.map((name) => `${name} : i32,`).join(' ') + ' eps : f32,';
+  readonly params: LinearProgramParams;
   readonly numRowBlocks: number;
   /** Invocations of one batch entry (row blocks × blocks of R rows of w). */
   readonly invocationsPerEntry: number;
+  private readonly geometry: LinearGeometry;
 
-  /**
-   * x [M, K], w [N, K] (`batch` null), or x [batch, M, K], w [batch, N, K]. Run with `linearUniforms(M, K, N, program)`. `colsPerInvocation` R
-   * (default 8 for M ≤ 2 and M > 8, else 4) and `workgroupSize` are tuning knobs.
-   */
-  constructor(batch: number|null, m: number, k: number, n: number,
-              colsPerInvocation = m <= 2 || m > MAX_ROWS_PER_INVOCATION ? 8 : 4,
-              workgroupSize = 16) {
+  /** `outputShape`: the shape of the tensor written (a new one, or the target of an in-place write). */
+  constructor(params: LinearProgramParams, geometry: LinearGeometry, outputShape: number[]) {
+    const {m} = geometry;
     if (!Number.isInteger(m) || m < 1) throw new Error(`LinearProgram: M = ${m} is not ≥ 1`);
-    this.rowsPerInvocation = Math.min(m, MAX_ROWS_PER_INVOCATION);
-    this.colsPerInvocation = colsPerInvocation;
-    this.numRowBlocks = Math.ceil(m / this.rowsPerInvocation);
-    const width = linearVectorWidth(k);
-    this.variableComponents = [width, width];
-    // The batch dim, when there is one, stays in the output even if it is 1.
-    this.outputShape = batch === null ? [m, n] : [batch, m, n];
-    this.dispatchLayout = flatLayout(this.outputShape.length);
-    this.workgroupSize = [workgroupSize, 1, 1];
-    this.invocationsPerEntry = this.numRowBlocks * Math.ceil(n / colsPerInvocation);
-    const invocations = (batch ?? 1) * this.invocationsPerEntry;
-    this.dispatch = [Math.ceil(invocations / workgroupSize), 1, 1];
-    this.shaderKey = `mlaLinear_MB${this.rowsPerInvocation}_R${colsPerInvocation}_` +
-        `WG${workgroupSize}_${width === 4 ? 'v4' : 's'}`;
+    this.params = params;
+    this.geometry = geometry;
+    const V = params.vectorWidth;
+    this.variableNames = ['x', 'w', ...(params.secondWeight ? ['w2'] : []),
+                          ...(params.rmsNorm ? ['gamma'] : []),
+                          ...(params.ropeTail !== null ? ['freqsCis', 'tokenInfo'] : [])];
+    this.variableComponents = this.variableNames.map((name) =>
+        name === 'freqsCis' || name === 'tokenInfo' ? 1 : V);
+    this.numRowBlocks = Math.ceil(m / params.rowsPerInvocation);
+    this.invocationsPerEntry = this.numRowBlocks * Math.ceil(geometry.n / params.colsPerInvocation);
+    this.outputShape = outputShape;
+    this.dispatchLayout = flatLayout(outputShape.length);
+    this.workgroupSize = [params.workgroupSize, 1, 1];
+    const invocations = geometry.numEntries * this.invocationsPerEntry + this.tailCount();
+    this.dispatch = [Math.ceil(invocations / params.workgroupSize), 1, 1];
+    this.shaderKey = linearShaderKey(params);
+  }
+
+  /** Invocations of the rope tail: one per (token, head, rope column). */
+  private tailCount(): number {
+    const tail = this.geometry.tail;
+    return this.params.ropeTail === null || tail === null ? 0 :
+        this.geometry.numEntries * this.geometry.m * tail.ropeDim;
+  }
+
+  /** The uniforms, in the order of `this.uniforms`. */
+  uniformValues(): Array<{type: 'int32'|'float32', data: number[]}> {
+    const g = this.geometry;
+    const V = this.params.vectorWidth;
+    const values: Record<typeof UNIFORMS[number], number> = {
+      kVecs: g.k / V, numRows: g.m, numCols: g.n, splitCol: g.splitCol,
+      numRowBlocks: this.numRowBlocks, perEntry: this.invocationsPerEntry,
+      numEntries: g.numEntries, xEntryStride: g.xEntryStride / V, xRowStride: g.xRowStride / V,
+      outEntryStride: g.outEntryStride, outRowStride: g.outRowStride, tailCount: this.tailCount(),
+      tailSrcRowStride: g.tail?.srcRowStride ?? 0, tailSrcHeadStride: g.tail?.srcHeadStride ?? 0,
+      tailSrcOffset: g.tail?.srcOffset ?? 0, tailDstOffset: g.tail?.dstOffset ?? 0,
+    };
+    return [...UNIFORMS.map((name) => ({type: 'int32' as const, data: [values[name]]})),
+            {type: 'float32', data: [g.eps]}];
   }
 
   getUserCode(): string {
-    const MB = this.rowsPerInvocation;
-    const R = this.colsPerInvocation;
-    const vec4 = this.variableComponents[0] === 4;
-    const product = (a: string, b: string) => vec4 ? `dot(${a}, ${b})` : `${a} * ${b}`;
-    const rowDecls: string[] = [];
-    const accDecls: string[] = [];
-    const wLoads: string[] = [];
-    const body: string[] = [];
-    const writes: string[] = [];
-    for (let r = 0; r < R; r++) {
-      // Rows of w past N are clamped to N − 1: read, never written.
-      rowDecls.push(`let wRow${r} = (wStart + min(n0 + ${r}, numCols - 1)) * kVecs;`);
-      wLoads.push(`let w${r} = w[wRow${r} + k];`);
-    }
-    for (let m = 0; m < MB; m++) {
-      // Rows of x past M (the last row block) likewise.
-      rowDecls.push(`let xRow${m} = (xStart + min(m0 + ${m}, numRows - 1)) * kVecs;`);
-      body.push(`let x${m} = x[xRow${m} + k];`);
-      for (let r = 0; r < R; r++) {
-        const acc = `acc${m}_${r}`;
-        accDecls.push(`var ${acc} = 0.0;`);
-        body.push(`${acc} += ${product(`x${m}`, `w${r}`)};`);
-        writes.push(`if (m0 + ${m} < numRows && n0 + ${r} < numCols) { ` +
-                    `result[(xStart + m0 + ${m}) * numCols + n0 + ${r}] = ${acc}; }`);
+    const {rowsPerInvocation: MB, colsPerInvocation: R, vectorWidth: V, secondWeight, rmsNorm,
+           ropeTail} = this.params;
+    const rows = [...Array(MB).keys()];
+    const cols = [...Array(R).keys()];
+    const product = (a: string, b: string) => V === 4 ? `dot(${a}, ${b})` : `${a} * ${b}`;
+    const kLoop = (weight: string) => `
+        for (var k = 0; k < kVecs; k++) {
+          ${cols.map((r) => `let w${r} = ${weight}[wRow${r} + k];`).join('\n          ')}
+          ${rmsNorm ? 'let g = gamma[k];' : ''}
+          ${rows.map((m) => [
+            `let x${m} = x[xRow${m} + k];`,
+            ...(rmsNorm ? [`sumSquares${m} += ${product(`x${m}`, `x${m}`)};`] : []),
+            ...cols.map((r) => `acc${m}_${r} += ${product(rmsNorm ? `(x${m} * g)` : `x${m}`, `w${r}`)};`),
+          ].join('\n          ')).join('\n          ')}
+        }`;
+    const wRows = (entryRows: string, firstRow: string, rowCount: string) => cols.map((r) =>
+        `let wRow${r} = (${entryRows} + min(${firstRow} + ${r}, ${rowCount} - 1)) * kVecs;`)
+        .join('\n        ');
+    const scalarOfX = (i: string) => V === 4 ? `x[(${i}) / 4][(${i}) % 4]` : `x[${i}]`;
+    const tail = ropeTail === null ? '' : `
+      let tailIndex = index - linearInvocations;
+      if (tailIndex >= uniforms.tailCount) {
+        return;
       }
-    }
+      let ropeDim = uniforms.freqsCisShape.y;
+      let j = tailIndex % ropeDim;
+      let tokenHead = tailIndex / ropeDim;
+      let head = tokenHead % uniforms.numEntries;
+      let token = tokenHead / uniforms.numEntries;
+      ${ropePairWGSL(ropeTail.interleaved)}
+      let src = token * uniforms.tailSrcRowStride + head * uniforms.tailSrcHeadStride +
+          uniforms.tailSrcOffset + j;
+      let freqsStart = tokenInfo[token * 3 + 1] * ropeDim;
+      let c = freqsCis[freqsStart + 2 * pairIndex];
+      let s = freqsCis[freqsStart + 2 * pairIndex + 1];
+      let value = ${scalarOfX('src')};
+      let partner = ${scalarOfX('src + partnerOffset')};
+      result[token * uniforms.outRowStride + head * uniforms.outEntryStride +
+             uniforms.tailDstOffset + j] = value * c + select(-partner, partner, isSecond) * s;`;
     return `
     ${mainHeader('index')} {
+      let linearInvocations = uniforms.perEntry * uniforms.numEntries;
+      if (index >= linearInvocations) {${tail}
+        return;
+      }
       let numRows = uniforms.numRows;
       let numCols = uniforms.numCols;
       let entry = index / uniforms.perEntry;
       let inEntry = index % uniforms.perEntry;
       let m0 = (inEntry % uniforms.numRowBlocks) * ${MB};
       let n0 = (inEntry / uniforms.numRowBlocks) * ${R};
-      if (n0 >= numCols || entry * numRows * numCols >= uniforms.size) {
+      if (n0 >= numCols) {
         return;
       }
-      // Rows of this batch entry in x (and y) and in w.
-      let xStart = entry * numRows;
-      let wStart = entry * numCols;
       let kVecs = uniforms.kVecs;
-      ${rowDecls.join('\n      ')}
-      ${accDecls.join('\n      ')}
-      for (var k = 0; k < kVecs; k++) {
-        ${wLoads.join('\n        ')}
-        ${body.join('\n        ')}
-      }
-      ${writes.join('\n      ')}
+      let xStart = entry * uniforms.xEntryStride;
+      // Rows past M (the last row block) and past N are clamped: read, never written.
+      ${rows.map((m) => `let xRow${m} = xStart + min(m0 + ${m}, numRows - 1) * uniforms.xRowStride;`)
+          .join('\n      ')}
+      ${rows.map((m) => [...(rmsNorm ? [`var sumSquares${m} = 0.0;`] : []),
+                         ...cols.map((r) => `var acc${m}_${r} = 0.0;`)].join(' ')).join('\n      ')}
+      ${secondWeight ? `
+      if (n0 >= uniforms.splitCol) {
+        ${wRows('0', 'n0 - uniforms.splitCol', 'numCols - uniforms.splitCol')}
+        ${kLoop('w2')}
+      } else {
+        ${wRows('0', 'n0', 'uniforms.splitCol')}
+        ${kLoop('w')}
+      }` : `
+      {
+        ${wRows('entry * numCols', 'n0', 'numCols')}
+        ${kLoop('w')}
+      }`}
+      let outStart = entry * uniforms.outEntryStride + n0;
+      ${rows.map((m) => [
+        ...(rmsNorm ? [`let inverseRms${m} = 1.0 / sqrt(sumSquares${m} / f32(kVecs * ${V}) + uniforms.eps);`] : []),
+        ...cols.map((r) => `if (m0 + ${m} < numRows && n0 + ${r} < numCols) { ` +
+            `result[outStart + (m0 + ${m}) * uniforms.outRowStride + ${r}] = ` +
+            `acc${m}_${r}${rmsNorm ? ` * inverseRms${m}` : ''}; }`),
+      ].join('\n      ')).join('\n      ')}
     }`;
   }
-}
-
-/** The vector width of the program's loads for an inner dim K: 4 when K % 4 = 0, else 1. */
-export function linearVectorWidth(k: number): number {
-  return k % 4 === 0 ? 4 : 1;
-}
-
-/** The uniforms of a LinearProgram for x [(G,) M, K], w [(G,) N, K]. */
-export function linearUniforms(m: number, k: number, n: number, program: LinearProgram):
-    Array<{type: 'int32', data: number[]}> {
-  return [
-    {type: 'int32', data: [k / linearVectorWidth(k)]},
-    {type: 'int32', data: [m]},
-    {type: 'int32', data: [n]},
-    {type: 'int32', data: [program.numRowBlocks]},
-    {type: 'int32', data: [program.invocationsPerEntry]},
-  ];
 }

@@ -54,7 +54,8 @@ export class MLADecodeReduceProgram implements WebGPUProgram {
         numerator += weight * partials[row + col];
         denominator += weight * partials[row + latentDim + 1];
       }
-      result[index] = numerator / denominator;
+      // No key (a position < 0 in tokenInfo) gives 0, never 0 / 0.
+      result[index] = select(0.0, numerator / denominator, denominator > 0.0);
     }`;
   }
 }

@@ -318,7 +318,7 @@ export class MLADecodeSplitProgram implements WebGPUProgram {
       if (h0 + ${h} < numHeads) {`);
       if (this.finalize) {
         emit(`        let outRow = (token * numHeads + h0 + ${h}) * ${this.latentDim};`);
-        emit(`        let inverseSum = 1.0 / weights[${h}];`);
+        emit(`        let inverseSum = select(0.0, 1.0 / weights[${h}], weights[${h}] > 0.0);`);
         for (const j of latentCols) emit(store(j, `(acc${h}_${j} * inverseSum)`));
       } else {
         emit(`        let outRow = ((token * uniforms.numSplits + split) * numHeads + h0 + ${h}) * ` +

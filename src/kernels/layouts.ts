@@ -1,0 +1,83 @@
+/**
+ * How FusedRope and MLALinear read their inputs and shape their outputs, computed once from
+ * the shapes and attrs: the op wrappers validate with these, and the cpu and webgpu kernels
+ * index with them, so every backend reads the same elements.
+ */
+
+/** Where MLALinear reads and writes (elements), as documented in kernel_names.ts. */
+export interface LinearLayout {
+  outputShape: number[];
+  /** G: batch entries (1 without a batch dim). */
+  numEntries: number;
+  m: number;
+  k: number;
+  /** N = N1 + N2: output columns. */
+  n: number;
+  /** N1: columns from w (the rest from w2). */
+  splitCol: number;
+  xEntryStride: number;
+  xRowStride: number;
+  outEntryStride: number;
+  outRowStride: number;
+}
+
+export function linearLayout(xShape: readonly number[], wShape: readonly number[],
+                             w2Shape: readonly number[]|null, tokenMajor: boolean): LinearLayout {
+  const k = wShape[wShape.length - 1];
+  const n1 = wShape[wShape.length - 2];
+  const n = n1 + (w2Shape === null ? 0 : w2Shape[0]);
+  if (xShape.length === 2) {
+    const [m, xWidth] = xShape;
+    return {outputShape: [m, n], numEntries: 1, m, k, n, splitCol: n1, xEntryStride: 0,
+            xRowStride: xWidth, outEntryStride: 0, outRowStride: n};
+  }
+  if (tokenMajor) {
+    const [m, g] = xShape;
+    return {outputShape: [m, g, n], numEntries: g, m, k, n, splitCol: n1, xEntryStride: k,
+            xRowStride: g * k, outEntryStride: n, outRowStride: g * n};
+  }
+  const [g, m] = xShape;
+  return {outputShape: [g, m, n], numEntries: g, m, k, n, splitCol: n1, xEntryStride: m * k,
+          xRowStride: k, outEntryStride: m * n, outRowStride: n};
+}
+
+/** What FusedRope reads and writes, as documented in kernel_names.ts. */
+export interface FusedRopeLayout {
+  numTokens: number;
+  numHeads: number;
+  /** N: the nope columns of a q head. */
+  nopeDim: number;
+  /** R. */
+  ropeDim: number;
+  /** L. */
+  latentDim: number;
+  /** Head h of token t starts at element t·qRowStride + h·(N + R) of q. */
+  qRowStride: number;
+  /** With W_UKᵀ: the absorbed query [T, H, L + R]; else q roped, [T, H, N + R]. */
+  absorbed: boolean;
+  outputShape: number[];
+}
+
+export function fusedRopeLayout(
+    qShape: readonly number[], gammaShape: readonly number[], freqsCisShape: readonly number[],
+    wUkTShape: readonly number[]|null, attrs: {numHeads?: number, qkNopeHeadDim?: number}):
+    FusedRopeLayout {
+  const numTokens = qShape[0];
+  const ropeDim = freqsCisShape[1];
+  const latentDim = gammaShape[0];
+  let numHeads: number;
+  let nopeDim: number;
+  let qRowStride: number;
+  if (qShape.length === 3) {
+    numHeads = qShape[1];
+    nopeDim = qShape[2] - ropeDim;
+    qRowStride = qShape[1] * qShape[2];
+  } else {
+    numHeads = attrs.numHeads ?? 0;
+    nopeDim = attrs.qkNopeHeadDim ?? 0;
+    qRowStride = qShape[1];
+  }
+  const absorbed = wUkTShape !== null;
+  const outputShape = [numTokens, numHeads, (absorbed ? latentDim : nopeDim) + ropeDim];
+  return {numTokens, numHeads, nopeDim, ropeDim, latentDim, qRowStride, absorbed, outputShape};
+}
