@@ -1,18 +1,29 @@
 // Karma reporter 'summary' (inline plugin, used by karma.conf.cjs / scripts/test.mjs).
 // Prints failures as they happen, then: each failed spec with its messages, the specs slower
-// than SLOW_MS with their duration, and a closing line `N passed, N failed, N skipped` that CI
-// counts. The counts are also kept on module.exports.totals for scripts/test.mjs.
+// than SLOW_MS with their duration, each top-level suite with its spec count and seconds
+// (slowest first) and a closing line `N passed, N failed, N skipped` that CI counts. The
+// counts and suites are also kept on module.exports.totals / .suites for scripts/test.mjs,
+// which prints the suites and the line at the end of the whole run instead.
 'use strict';
+
+const {addSpec, formatSuiteTimes} = require('./suite-times.cjs');
 
 const SLOW_MS = 5000;
 const totals = {passed: 0, failed: 0, skipped: 0};
+/** Top-level suites in run order: {name, specs, skipped, ms} (see suite-times.cjs). */
+const suites = [];
 
 function SummaryReporter(baseReporterDecorator, formatError) {
   baseReporterDecorator(this);
   const failures = [];
   const slow = [];
   const errors = [];
+  const suiteByName = new Map();
   let started = Date.now();
+  // A suite's time is the wall time from the previous spec's report to its last spec's
+  // (beforeAll/afterAll, backend switches and jasmine's own work included), so the suites add
+  // up to the run; the first spec counts from its own start.
+  let lastReport;
 
   const fullName = result => [...result.suite, result.description].join(' > ');
   const seconds = ms => `${(ms / 1000).toFixed(1)} s`;
@@ -20,7 +31,9 @@ function SummaryReporter(baseReporterDecorator, formatError) {
 
   this.onRunStart = () => {
     totals.passed = totals.failed = totals.skipped = 0;
-    failures.length = slow.length = errors.length = 0;
+    failures.length = slow.length = errors.length = suites.length = 0;
+    suiteByName.clear();
+    lastReport = undefined;
     started = Date.now();
   };
 
@@ -30,6 +43,17 @@ function SummaryReporter(baseReporterDecorator, formatError) {
 
   this.onSpecComplete = (browser, result) => {
     const name = fullName(result);
+    const now = Date.now();
+    const ms = lastReport === undefined ? result.time || 0 : now - lastReport;
+    lastReport = now;
+    const top = result.suite.length > 0 ? result.suite[0] : '(top level)';
+    // Specs left out by --grep ('excluded', reported as disabled) are no suite's.
+    const excluded = Boolean(result.skipped && result.disabled && !result.pending);
+    if (!excluded || suiteByName.has(top)) {
+      const isNew = !suiteByName.has(top);
+      const suite = addSpec(suiteByName, top, {ran: !result.skipped, skipped: result.skipped && !excluded, ms});
+      if (isNew) suites.push(suite);
+    }
     if (result.skipped) {
       totals.skipped++;
       return;
@@ -77,9 +101,11 @@ function SummaryReporter(baseReporterDecorator, formatError) {
     }
     if (results && results.disconnected) out.push('The browser disconnected.');
     this.write(out.join('\n') + '\n');
-    // The closing `N passed, N failed, N skipped` line is printed by scripts/test.mjs after
-    // karma exits; print it here only when karma was started some other way.
+    // The suites and the closing `N passed, N failed, N skipped` line are printed by
+    // scripts/test.mjs after karma exits (with the Node lane's); print them here only when
+    // karma was started some other way.
     if (!process.env.TFJS_MLA_TEST_RUNNER) {
+      this.write(formatSuiteTimes('Browser lane suites (karma)', suites).join('\n') + '\n');
       this.write(`${totals.passed} passed, ${totals.failed} failed, ${totals.skipped} skipped\n`);
     }
   };
@@ -90,4 +116,5 @@ SummaryReporter.$inject = ['baseReporterDecorator', 'formatError'];
 module.exports = {
   'reporter:summary': ['type', SummaryReporter],
   totals,
+  suites,
 };

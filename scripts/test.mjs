@@ -1,9 +1,13 @@
 #!/usr/bin/env node
-// `npm test`: install (if needed) → Chromium (if needed) → tsc build + test typecheck →
-// esbuild bundle of test/**/*.spec.ts → karma (headless Chromium, WebGPU on SwiftShader).
+// `npm test`: install (if needed) → the Node lane (test/node/**/*.spec.ts: host-only specs in
+// Node, seconds; scripts/node-lane.mjs) → Chromium (if needed) → tsc build + test typecheck →
+// esbuild bundle of the other test/**/*.spec.ts → karma (headless Chromium, WebGPU on
+// SwiftShader). Ends with each lane's top-level suites (spec count, seconds, slowest first)
+// and `N passed, N failed, N skipped` over both lanes (and the page test).
 //
 //   npm test                        all specs
-//   npm test -- --grep <pattern>    only specs whose full name matches <pattern> (a RegExp)
+//   npm test -- --grep <pattern>    only specs whose full name contains <pattern> (or matches
+//                                   /regexp/flags), in both lanes
 //   npm test -- --skip-build        skip the tsc runs (bundle + karma + page test only)
 //   npm test -- --skip-e2e          skip the last step, the demo page test (test/e2e/demo_page.test.mjs:
 //                                   demos/web in headless Chromium via playwright-core; it counts as
@@ -11,7 +15,7 @@
 //
 // Only Node builtins are used until node_modules exists; dependencies are loaded lazily.
 import {spawnSync} from 'node:child_process';
-import {existsSync, mkdirSync, readdirSync, writeFileSync} from 'node:fs';
+import {existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync} from 'node:fs';
 import {createRequire} from 'node:module';
 import path from 'node:path';
 import {fileURLToPath} from 'node:url';
@@ -72,6 +76,20 @@ if (!existsSync(path.join(root, 'node_modules', 'karma', 'package.json'))) {
   }
 }
 
+// ---- a2. the Node lane (host-only specs, no browser) -------------------------------------
+step(`Node lane: test/node/**/*.spec.ts with jasmine in Node${grep !== undefined ? `, --grep ${JSON.stringify(grep)}` : ''}`);
+const nodeLaneJson = path.join(root, '.build', 'node-lane.json');
+rmSync(nodeLaneJson, {force: true});
+{
+  const r = spawnSync(process.execPath,
+                      [path.join(root, 'scripts', 'node-lane.mjs'), '--json', nodeLaneJson,
+                       ...(grep !== undefined ? ['--grep', grep] : [])],
+                      {stdio: 'inherit', cwd: root, env: {...process.env, TFJS_MLA_TEST_RUNNER: '1'}});
+  if (r.error) die(`Node lane: could not run scripts/node-lane.mjs: ${r.error.message}`);
+  if (!existsSync(nodeLaneJson)) die(`the Node lane did not finish (exit ${r.status ?? r.signal}; see [node] above)`);
+}
+const nodeLane = JSON.parse(readFileSync(nodeLaneJson, 'utf8'));
+
 // ---- b. Chromium -------------------------------------------------------------------------
 function findChromium() {
   const candidates = [process.env.CHROME_BIN, '/usr/bin/chromium', '/usr/bin/chromium-browser'];
@@ -106,6 +124,9 @@ if (!skipBuild) {
   step('tsc -p test/tsconfig.json --noEmit (typecheck tests)');
   run(process.execPath, [tsc, '-p', 'test/tsconfig.json', '--noEmit'],
       'test typecheck (tsc -p test/tsconfig.json --noEmit)');
+  step('tsc -p test/node/tsconfig.json --noEmit (typecheck the Node lane)');
+  run(process.execPath, [tsc, '-p', 'test/node/tsconfig.json', '--noEmit'],
+      'Node lane typecheck (tsc -p test/node/tsconfig.json --noEmit)');
   step('tsc -p demos/web/tsconfig.json (typecheck the browser demo)');
   run(process.execPath, [tsc, '-p', 'demos/web/tsconfig.json'],
       'demo typecheck (tsc -p demos/web/tsconfig.json)');
@@ -114,7 +135,8 @@ if (!skipBuild) {
 // ---- d. bundle ---------------------------------------------------------------------------
 const specs = readdirSync(path.join(root, 'test'), {recursive: true})
   .map(f => String(f).split(path.sep).join('/'))
-  .filter(f => f.endsWith('.spec.ts') && !f.split('/').includes('node_modules'))
+  // test/node/ is the Node lane's (run above), not the browser's.
+  .filter(f => f.endsWith('.spec.ts') && !f.split('/').includes('node_modules') && !f.startsWith('node/'))
   .map(f => `./test/${f}`)
   .sort();
 if (specs.length === 0) die('no test/**/*.spec.ts files found');
@@ -157,7 +179,9 @@ step(`karma: headless Chromium (${chrome})${grep ? `, --grep ${JSON.stringify(gr
 const karma = require('karma');
 const karmaConfig = await karma.config.parseConfig(
   path.join(root, 'karma.conf.cjs'),
-  grep !== undefined ? {client: {args: ['--grep', grep]}} : {},
+  // With --grep the browser may run no spec (they may all be in the Node lane): the run's
+  // own "no spec ran" check below covers both lanes.
+  grep !== undefined ? {client: {args: ['--grep', grep]}, failOnEmptyTestSuite: false} : {},
   {promiseConfig: true, throwErrors: true});
 
 process.env.TFJS_MLA_TEST_RUNNER = '1';
@@ -169,6 +193,10 @@ const exitCode = await new Promise(resolve => {
 let {passed, skipped} = summary.totals;
 // A browser error outside any spec or a disconnect fails the run: count it so the line agrees.
 let failed = summary.totals.failed + (exitCode !== 0 && summary.totals.failed === 0 && passed > 0 ? 1 : 0);
+// The Node lane's specs count in the same closing line.
+passed += nodeLane.passed;
+failed += nodeLane.failed;
+skipped += nodeLane.skipped;
 
 // ---- f. the demo page, end to end (one test) ---------------------------------------------
 let e2eFailed = false;
@@ -190,6 +218,10 @@ if (passed + failed === 0) {
 } else if (exitCode !== 0 && failed === 0) {
   console.error(`[test] FAILED: karma exited with ${exitCode} (browser error or disconnect, see above)`);
 }
+// Each lane's top-level suites, slowest first, then the closing line.
+const {formatSuiteTimes} = require(path.join(root, 'scripts', 'suite-times.cjs'));
+console.log(['', ...formatSuiteTimes('Node lane suites', nodeLane.suites),
+             ...formatSuiteTimes('Browser lane suites (karma)', summary.suites)].join('\n'));
 console.log(`[test] done in ${seconds} s`);
 console.log(`${passed} passed, ${failed} failed, ${skipped} skipped`);
 process.exit(exitCode !== 0 || e2eFailed || failed > 0 || passed + failed === 0 ? 1 : 0);

@@ -1,6 +1,6 @@
 import * as tf from '@tensorflow/tfjs-core';
 import * as tfl from '@tensorflow/tfjs-layers';
-import {DeviceRef, KVCacheParams, LatentAttentionWithRope, LatentAttentionWithRopeArgs, PagedKVCache, planPrefillChunks, RotaryEmbedding, ShardingStrategy} from '../src/index.js';
+import {DeviceRef, KVCacheParams, LatentAttentionWithRope, LatentAttentionWithRopeArgs, PagedKVCache, RotaryEmbedding, ShardingStrategy} from '../src/index.js';
 import {describeEachBackend, expectClose} from './helpers/backends.js';
 import {GOLDEN_CASES, goldenLayer, loadRandomWeights, randomTensor, ropeOf, seededRandom} from './helpers/mla_fixtures.js';
 
@@ -186,43 +186,5 @@ describeEachBackend('LatentAttentionWithRope', () => {
     layer.rope.dispose();
     layer.dispose();
     expect(tf.memory().numTensors).toBe(start);
-  });
-});
-
-describe('createMlaPrefillMetadata', () => {
-  it("reproduces MAX's prefill-plan test exactly (page 128, buffer 256, prompts [160, 200])", () => {
-    const plan = planPrefillChunks([160, 200], 128, 256);
-    expect(plan.bufferRowOffsets.length).toBe(16);
-    expect(plan.bufferRowOffsets[0]).toEqual([0, 256, 256]);
-    expect(plan.bufferRowOffsets[1]).toEqual([0, 0, 256]);
-    expect(plan.cacheOffsets[0].slice(0, 2)).toEqual([0, 0]);
-    expect(plan.cacheOffsets[1].slice(0, 2)).toEqual([256, 0]);
-    for (let c = 2; c < 16; c++) expect(plan.cacheOffsets[c].slice(0, 2)).toEqual([256, 256]);
-    expect(plan.bufferLengths).toEqual([256, 256, ...new Array(14).fill(-1)]);
-  });
-
-  it('is what the layer plans for a step, through the public API', () => {
-    const rope = new RotaryEmbedding({dim: 8, nHeads: 2, theta: 10000, maxSeqLen: 512});
-    const layer = new LatentAttentionWithRope({
-      rope, numAttentionHeads: 2, numKeyValueHeads: 2, hiddenSize: 8, bufferSize: 256,
-      kvParams: new KVCacheParams({headDim: 16, pageSize: 128}),
-      kvLoraRank: 8, qkNopeHeadDim: 4, qkRopeHeadDim: 8, vHeadDim: 4});
-    const cache = new PagedKVCache(layer.kvParams, {totalNumPages: 4});
-    cache.claim(0);
-    cache.claim(1);
-    const collection = cache.fetch([0, 1], [160, 200]);
-    const plan = layer.createMlaPrefillMetadata([0, 160, 360], collection);
-    expect(plan).toEqual(planPrefillChunks([160, 200], 128, 256));
-    expect(() => layer.createMlaPrefillMetadata([0, 160, 361], collection))
-        .toThrowError(/inputRowOffsets: sequence 1 \(batch row 1\) has 201 rows, but kvCollection was fetched with numNewTokens 200/);
-    cache.dispose();
-    rope.dispose();
-  });
-
-  it('splits a context that spans several chunks', () => {
-    const plan = planPrefillChunks([5, 3], 2, 4);  // aligned [6, 4]: rows 0..6 and 6..10
-    expect(plan.bufferRowOffsets.slice(0, 3)).toEqual([[0, 4, 4], [0, 2, 4], [0, 0, 2]]);
-    expect(plan.cacheOffsets.slice(0, 3).map((r) => r.slice(0, 2))).toEqual([[0, 0], [4, 0], [6, 2]]);
-    expect(plan.bufferLengths.slice(0, 4)).toEqual([4, 4, 2, -1]);
   });
 });

@@ -1,7 +1,7 @@
 import * as tf from '@tensorflow/tfjs-core';
-import {DeepseekYarnRotaryEmbedding, fromHFConfig, KVCacheParams, LatentAttentionWithRope, PagedKVCache, RotaryEmbedding} from '../src/index.js';
-import {expectClose} from './helpers/backends.js';
-import {expectGoldenSteps, GOLDEN_CASES, GoldenCase, GoldenConfig, ropeOf, weightsOf} from './helpers/mla_fixtures.js';
+import {DeepseekYarnRotaryEmbedding, fromHFConfig, KVCacheParams, LatentAttentionWithRope, PagedKVCache, RotaryEmbedding} from '../../src/index.js';
+import {expectClose} from '../helpers/backends.js';
+import {expectGoldenSteps, GOLDEN_CASES, GoldenCase, GoldenConfig, ropeOf, weightsOf} from '../helpers/mla_fixtures.js';
 
 /** DeepSeek-V2-Lite's config.json (the attention part). */
 function v2LiteConfig(): Record<string, unknown> {
