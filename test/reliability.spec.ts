@@ -101,25 +101,45 @@ function relativeBound(reference: ArrayLike<number>): number {
   return 1e-4 * Math.max(1, largest);
 }
 
-describeEachBackend('reliability', (backend) => {
-  it('randomized cases: prefill path = decode path, and this backend = cpu (NaN-filled unused rows)', async () => {
-    // SwiftShader is slow: fewer cases on webgpu, each in 'auto' and one forced path.
-    const numCases = backend === 'cpu' ? 300 : 100;
-    for (let seed = 1; seed <= numCases; seed++) {
-      const c = randomCase(seed * 7919);
-      const reference = await runCase(c, 'cpu', 'prefill');
-      const others: Array<[string, Float32Array[]]> = [['cpu decode', await runCase(c, 'cpu', 'decode')]];
-      if (backend !== 'cpu') {
-        for (const mode of ['auto', seed % 2 === 0 ? 'prefill' : 'decode'] as const) {
-          others.push([`${backend} ${mode}`, await runCase(c, backend, mode)]);
-        }
-      }
-      for (const [name, outputs] of others) {
-        outputs.forEach((y, i) => expectClose(y, reference[i], relativeBound(reference[i]),
-                                              `case ${seed} (${JSON.stringify({...c, shape: SHAPES.indexOf(c.shape)})}), ${name}, step ${i}`));
+/**
+ * Seeds `first..last` of the randomized cases: each case on cpu through the prefill path is
+ * the reference; cpu's decode path and, on another backend, its 'auto' and one forced path
+ * must match it.
+ */
+async function expectRandomCases(backend: string, first: number, last: number): Promise<void> {
+  for (let seed = first; seed <= last; seed++) {
+    const c = randomCase(seed * 7919);
+    const reference = await runCase(c, 'cpu', 'prefill');
+    const others: Array<[string, Float32Array[]]> = [['cpu decode', await runCase(c, 'cpu', 'decode')]];
+    if (backend !== 'cpu') {
+      for (const mode of ['auto', seed % 2 === 0 ? 'prefill' : 'decode'] as const) {
+        others.push([`${backend} ${mode}`, await runCase(c, backend, mode)]);
       }
     }
-  }, 600_000);
+    for (const [name, outputs] of others) {
+      outputs.forEach((y, i) => expectClose(y, reference[i], relativeBound(reference[i]),
+                                            `case ${seed} (${JSON.stringify({...c, shape: SHAPES.indexOf(c.shape)})}), ${name}, step ${i}`));
+    }
+  }
+}
+
+/**
+ * The randomized cases in seeded blocks, each its own spec with its own timeout and its seeds
+ * in its name (`npm test -- --grep "seeds 41-50"` reruns one). SwiftShader is slow: fewer
+ * cases on webgpu, each in 'auto' and one forced path.
+ */
+const RANDOM_CASES: Record<string, {cases: number, perBlock: number, timeoutMs: number}> = {
+  cpu: {cases: 300, perBlock: 50, timeoutMs: 60_000},
+  webgpu: {cases: 100, perBlock: 10, timeoutMs: 240_000},
+};
+
+describeEachBackend('reliability', (backend) => {
+  const {cases, perBlock, timeoutMs} = RANDOM_CASES[backend] ?? RANDOM_CASES.webgpu;
+  for (let first = 1; first <= cases; first += perBlock) {
+    const last = Math.min(cases, first + perBlock - 1);
+    it(`randomized cases, seeds ${first}-${last}: prefill path = decode path, and this backend = cpu (NaN-filled unused rows)`,
+       () => expectRandomCases(backend, first, last), timeoutMs);
+  }
 
   it('a long context near maxSeqLen matches the cpu reference, with page reuse after release', async () => {
     const c: Case = {shape: SHAPES[0], pageSize: 16, bufferSize: 64, maxSeqLen: 520, seed: 3,

@@ -193,8 +193,9 @@ describe('FusedRope webgpu kernel vs the cpu reference', () => {
   useWebGPUFor('FusedRope');
 
   ropeCases.forEach(([name, c, interleaved], index) => {
-    it(name, async () => {
-      const data = makeCase(c, 2000 + index);
+    const seed = 2000 + index;
+    it(`${name} (seed ${seed})`, async () => {
+      const data = makeCase(c, seed);
       const inputs = ropeInputs(c, data);
       const expected = await runFusedRope('cpu', c, data, inputs, interleaved);
       const actual = await runFusedRope('webgpu', c, data, inputs, interleaved);
@@ -289,7 +290,8 @@ describe('MLADecode webgpu kernel vs the cpu reference', () => {
   }
 
   decodeCases.forEach(([name, c], index) => {
-    it(name, () => expectDecodeMatchesCpu(name, c, 3000 + index));
+    const seed = 3000 + index;
+    it(`${name} (seed ${seed})`, () => expectDecodeMatchesCpu(name, c, seed));
   });
 
   // The browser's SwiftShader gets the software plan; these force others through the same
@@ -311,6 +313,7 @@ describe('MLADecode webgpu kernel vs the cpu reference', () => {
        {cached: 21, fresh: 4}, {cached: 6, fresh: 1}]}],
   ];
   tilings.forEach(([name, tiling, c], index) => {
-    it(`tiling: ${name}`, () => expectDecodeMatchesCpu(name, c, 3100 + index, tiling));
+    const seed = 3100 + index;
+    it(`tiling: ${name} (seed ${seed})`, () => expectDecodeMatchesCpu(name, c, seed, tiling));
   });
 });

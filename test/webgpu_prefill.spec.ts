@@ -163,8 +163,9 @@ describe('MLAPrefill webgpu kernel vs the cpu reference', () => {
   useWebGPUFor('MLAPrefill');
 
   cases.forEach(([name, c], index) => {
-    it(name, async () => {
-      const data = makeCase(c, 1000 + index);
+    const seed = 1000 + index;
+    it(`${name} (seed ${seed})`, async () => {
+      const data = makeCase(c, seed);
       const expected = await runPrefill('cpu', data);
       const actual = await runPrefill('webgpu', data);
       expect(actual.leaked).withContext('tensors left by the webgpu kernel').toBe(0);
