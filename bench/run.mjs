@@ -1,11 +1,16 @@
 #!/usr/bin/env node
-// npm run bench [-- --quick] [-- --backend webgpu|cpu] [-- --tiny] [-- --only <text>] [-- --out <file>]
+// npm run bench [-- --quick] [-- --backend webgpu|cpu] [-- --tiny] [-- --only <cases>] [-- --out <file>]
 //
 // The layer LatentAttentionWithRope (this package, built into dist/) against a plain tfjs-ops
 // composition of the same math on the same device, at DeepSeek-V2-Lite attention sizes:
 // decode at contexts of 512, 2,048 and 8,192 tokens (batch 1 and 8) and prefill of 128 and 512
 // tokens; and each kernel (MLADecode, MLAPrefill, FusedRope) against the device's limits
-// measured in the same run by a read probe (GB/s) and an FMA probe (GFLOP/s).
+// measured in the same run by a read probe (GB/s) and an FMA probe (GFLOP/s). Then the overhead
+// case (lib/overhead.mjs): a decode step of a 4-layer stack at small sizes, its dispatches and
+// host uploads counted, timed against the same stack in tfjs ops.
+//
+// --only takes case ids or names, comma-separated: `--only decode-2048-b1`, `--only overhead`
+// (the four overhead cases), `--only overhead-qlora-b4,prefill-128`, `--only "decode ctx 2048"`.
 // Prints a table and writes bench/results.json (a full webgpu run) or bench/results.local.json.
 import {execFileSync} from 'node:child_process';
 import {writeFileSync} from 'node:fs';
@@ -18,7 +23,8 @@ const HERE = path.dirname(fileURLToPath(import.meta.url));
 // ---- options --------------------------------------------------------------------------------
 
 function parseArgs(argv) {
-  const options = {quick: false, tiny: false, backend: 'webgpu', only: null, out: null, check: true, naive: null};
+  const options = {quick: false, tiny: false, backend: 'webgpu', only: null, out: null, check: true, naive: null,
+                   list: false};
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i];
     const value = () => {
@@ -27,6 +33,7 @@ function parseArgs(argv) {
       return v;
     };
     if (arg === '--quick') options.quick = true;
+    else if (arg === '--list') options.list = true;
     else if (arg === '--tiny') options.tiny = true;
     else if (arg === '--no-check') options.check = false;
     else if (arg === '--naive') options.naive = true;
@@ -36,7 +43,10 @@ function parseArgs(argv) {
     else if (arg.startsWith('--out')) options.out = value();
     else if (arg === '--help' || arg === '-h') {
       console.log('usage: node bench/run.mjs [--quick] [--tiny] [--backend webgpu|cpu] ' +
-                  '[--only <case text>] [--out <file>] [--no-check] [--naive | --no-naive]');
+                  '[--only <case ids or names, comma-separated>] [--list] [--out <file>] [--no-check] ' +
+                  '[--naive | --no-naive]\n' +
+                  '  --only: an id (decode-2048-b1, prefill-128, overhead-qlora-b4), an id prefix ' +
+                  '(decode-2048, overhead) or text of a name ("decode ctx 2048"); --list prints the cases');
       process.exit(0);
     } else {
       throw new Error(`unknown option ${arg} (try --help)`);
@@ -45,8 +55,8 @@ function parseArgs(argv) {
   if (!['webgpu', 'cpu'].includes(options.backend)) {
     throw new Error(`--backend: expected webgpu or cpu, got ${options.backend}`);
   }
-  // The naive (non-absorbed) decode baseline is slow: on by default except with --quick.
-  if (options.naive === null) options.naive = !options.quick;
+  // The naive (non-absorbed) decode baseline is slow: on by default except with --quick or --only.
+  if (options.naive === null) options.naive = !options.quick && options.only === null;
   return options;
 }
 
@@ -74,6 +84,8 @@ const {COMPOSITION_DECODE, COMPOSITION_DECODE_NAIVE, COMPOSITION_PREFILL, Compos
     await import('./lib/composition.mjs');
 const model = await import('./lib/model.mjs');
 const work = await import('./lib/work.mjs');
+const {OVERHEAD, OVERHEAD_COMPOSITION, OVERHEAD_DESCRIPTION, measureOverheadCase, overheadCases} =
+    await import('./lib/overhead.mjs');
 const {hashFillProgram, hashFillUniforms, readProbeOutputFloats, readProbeProgram, fmaProbeProgram, run} =
     await import('./lib/webgpu_programs.mjs');
 
@@ -182,11 +194,19 @@ async function numericalCheck(cfg, layer, comp, kvParams) {
 
 // ---- cases --------------------------------------------------------------------------------------
 
+/** Whether case `c` is one `--only` asks for (every case without --only). */
+function selected(c) {
+  if (options.only === null) return true;
+  return options.only.split(',').map((t) => t.trim()).filter(Boolean).some((t) =>
+    c.id === t || c.id.startsWith(t + '-') || c.name.includes(t));
+}
+
+/** The cases of the table (V2-Lite sizes, or TINY with --tiny), each with an id for --only. */
 function caseList() {
   const naiveLimit = options.tiny ? 256 : 2048;
-  const decode = (S, B) => ({kind: 'decode', name: `decode ctx ${S} B=${B}`, S, B,
+  const decode = (S, B) => ({kind: 'decode', id: `decode-${S}-b${B}`, name: `decode ctx ${S} B=${B}`, S, B,
                              naive: options.naive && B === 1 && S <= naiveLimit});
-  const prefill = (T) => ({kind: 'prefill', name: `prefill ${T}`, S: T, B: 1});
+  const prefill = (T) => ({kind: 'prefill', id: `prefill-${T}`, name: `prefill ${T}`, S: T, B: 1});
   let cases;
   if (options.tiny) {
     cases = options.quick ? [decode(256, 1), prefill(32)] :
@@ -196,7 +216,6 @@ function caseList() {
         [decode(512, 1), decode(512, 8), decode(2048, 1), decode(2048, 8), decode(8192, 1),
          decode(8192, 8), prefill(128), prefill(512)];
   }
-  if (options.only) cases = cases.filter((c) => c.name.includes(options.only));
   return cases;
 }
 
@@ -475,9 +494,11 @@ function printResults(out) {
   console.log('');
   console.log(`device: ${out.device.backend} — ${[out.device.vendor, out.device.architecture,
               out.device.description].filter(Boolean).join(' / ') || out.device.description || ''}`);
-  console.log(`probes (start of run, ${fmt(p.read.bufferBytes / 1e6, 2)} MB = the ${out.probes.read.sizedAs}): ` +
-              `read ${fmt(p.read.gbPerS, 3)} GB/s (${JSON.stringify(p.read.config)}), ` +
-              `FMA ${fmt(p.fma.gflopPerS, 2)} GFLOP/s (${JSON.stringify(p.fma.config)})`);
+  if (p) {
+    console.log(`probes (start of run, ${fmt(p.read.bufferBytes / 1e6, 2)} MB = the ${p.read.sizedAs}): ` +
+                `read ${fmt(p.read.gbPerS, 3)} GB/s (${JSON.stringify(p.read.config)}), ` +
+                `FMA ${fmt(p.fma.gflopPerS, 2)} GFLOP/s (${JSON.stringify(p.fma.config)})`);
+  }
   const m = out.machine;
   console.log(`machine: ${m.os}, ${m.cpus} × ${m.cpuModel}, node ${m.node}; load average ` +
               `${m.loadAverageAtStart.map((x) => x.toFixed(1)).join(' ')} at start, ` +
@@ -487,6 +508,44 @@ function printResults(out) {
                 ` + uncommitted src changes: ${out.git.srcChangesNotCommitted.join(', ')}` : ''));
   }
   console.log(`sync latency (1-float program + read-back, idle queue): ${fmt(out.syncLatencyMs, 2)} ms`);
+  if (out.cases.length > 0) printTable(out);
+  if (out.overhead) printOverhead(out.overhead);
+  if (out.targets.length > 0) {
+    console.log('');
+    for (const t of out.targets) console.log(`target ${t.ok === null ? 'n/a ' : t.ok ? 'MET ' : 'MISS'} ${t.what}: ${t.value}`);
+  }
+}
+
+/** The overhead cases: counts per layer and per model step, time per model step. */
+function printOverhead(o) {
+  console.log('');
+  console.log(`overhead: ${o.description}`);
+  console.log(`  composition: ${o.composition}`);
+  console.log(`  counting: ${o.counting}`);
+  const n = (x, d = 2) => x === null || x === undefined ? 'n/a' : Number.isInteger(x) ? String(x) : x.toFixed(d);
+  const rows = o.cases.map((r) => [
+    r.case, n(r.dispatchesPerLayerStep), r.dispatchesByLayer?.join('/') ?? 'n/a', n(r.uploadsPerModelStep),
+    r.uploadsByLayer?.join('/') ?? 'n/a', fmt(r.layerStackMs, 2), n(r.composition?.dispatchesPerLayerStep),
+    n(r.composition?.uploadsPerModelStep), fmt(r.compositionMs, 2), r.speedup ? fmt(r.speedup, 2) + '×' : 'n/a',
+    r.check ? `${r.check.ok ? 'ok' : 'FAIL'} ${r.check.maxAbsDiff.toExponential(1)}` : 'n/a',
+    `${r.plan.warmups}+${r.plan.reps}`,
+  ]);
+  console.log(table(['case', 'dispatches/layer step', '(by layer)', 'uploads/model step', '(by layer)',
+                     'stack ms/step', 'comp dispatches/layer', 'comp uploads/step', 'comp ms/step', 'speed-up',
+                     'check max|Δ|', 'warm-ups+reps'], rows));
+  for (const r of o.cases) {
+    if (r.programsByLayer) {
+      const text = (h) => Object.entries(h).map(([k, v]) => v > 1 ? `${k}×${v}` : k).join(', ');
+      console.log(`  ${r.case}, programs of layer 0: ${text(r.programsByLayer[0])}` +
+                  (r.programsByLayer.slice(1).some((h) => text(h) !== text(r.programsByLayer[0])) ?
+                    `; layer 1: ${text(r.programsByLayer[1])}` : ' (the same in every layer)'));
+    }
+    for (const e of r.errors) console.log(`  ${r.case}: ${e}`);
+  }
+}
+
+/** The V2-Lite table: check, layer vs composition, kernels vs rooflines. */
+function printTable(out) {
   console.log(`timing: ${out.timing}`);
   console.log(`composition: decode = ${out.composition.decode}; prefill = ${out.composition.prefill}`);
   console.log(`naive composition (last columns): ${out.composition.decodeNaive}`);
@@ -529,14 +588,18 @@ function printResults(out) {
   for (const r of out.cases) {
     for (const e of r.errors ?? []) console.log(`  ${r.case}: ${e}`);
   }
-  if (out.targets.length > 0) {
-    console.log('');
-    for (const t of out.targets) console.log(`target ${t.ok === null ? 'n/a ' : t.ok ? 'MET ' : 'MISS'} ${t.what}: ${t.value}`);
-  }
 }
 
-function evaluateTargets(cases) {
+function evaluateTargets(cases, overhead) {
   const targets = [];
+  // Issue 10's step-cost goals, on webgpu (counts are null elsewhere).
+  for (const r of overhead) {
+    if (r.dispatchesPerLayerStep === null || r.dispatchesPerLayerStep === undefined) continue;
+    targets.push({what: `${r.case}: ≤ 8 dispatches per layer decode step`, value: fmt(r.dispatchesPerLayerStep, 2),
+                  ok: r.dispatchesPerLayerStep <= 8});
+    targets.push({what: `${r.case}: ≤ 3 host uploads per model step (x included)`, value: String(r.uploadsPerModelStep),
+                  ok: r.uploadsPerModelStep <= 3});
+  }
   for (const r of cases) {
     if (r.kind === 'decode' && r.contextOrTokens === 2048) {
       const k = r.kernels?.find((x) => x.main);
@@ -561,7 +624,8 @@ function evaluateTargets(cases) {
 /** The commit the package was built from, and the src/ files that differed from it. */
 function gitState() {
   try {
-    const git = (...args) => execFileSync('git', args, {cwd: path.join(HERE, '..'), encoding: 'utf8'}).trim();
+    const git = (...args) => execFileSync('git', args, {cwd: path.join(HERE, '..'), encoding: 'utf8',
+                                                         stdio: ['ignore', 'pipe', 'ignore']}).trim();
     const dirty = git('status', '--porcelain', '--', 'src').split('\n').filter(Boolean);
     return {commit: git('rev-parse', 'HEAD'), srcChangesNotCommitted: dirty};
   } catch {
@@ -575,20 +639,104 @@ async function main() {
   const started = new Date();
   const t0 = now();
   const loadAtStart = os.loadavg();
-  await initBackend();
   const cfg = options.tiny ? model.TINY : model.V2_LITE;
-  const cases = caseList();
+  const allCases = caseList();
+  const allOverhead = overheadCases();
+  if (options.list) {
+    for (const c of [...allCases, ...allOverhead]) console.log(`${c.id.padEnd(20)} ${c.name}`);
+    return 0;
+  }
+  await initBackend();
+  const cases = allCases.filter(selected);
+  const overheadSelected = allOverhead.filter(selected);
+  if (cases.length + overheadSelected.length === 0) {
+    throw new Error(`--only ${options.only}: no case matches (--list prints them)`);
+  }
   const maxContext = Math.max(64, ...cases.map((c) => c.S + 1));
-  console.log(`tfjs-mla bench: ${cfg.name}, backend ${tf.getBackend()}, ${cases.length} cases` +
+  console.log(`tfjs-mla bench: ${cases.length ? `${cfg.name}, ` : ''}backend ${tf.getBackend()}, ` +
+              `${cases.length} cases${overheadSelected.length ? ` + ${overheadSelected.length} overhead cases` : ''}` +
               `${options.quick ? ' (quick)' : ''}`);
 
+  const syncLatency = await measureSyncLatency();
+  const results = [];
+  let check = null;
+  let globalProbes = null;
+  if (cases.length > 0) {
+    ({check, globalProbes} = await runTableCases(cases, cfg, maxContext, syncLatency, results));
+  }
+
+  const overheadResults = [];
+  for (const c of overheadSelected) {
+    const tc = now();
+    process.stdout.write(`${c.name}… `);
+    const r = await measureOverheadCase(c, {quick: options.quick});
+    overheadResults.push(r);
+    console.log(r.errors.length ? `ERROR ${r.errors.join('; ')}` :
+                `${r.counted ? `${fmt(r.dispatchesPerLayerStep, 2)} dispatches/layer, ` +
+                               `${r.uploadsPerModelStep} uploads/model step, ` : ''}` +
+                `stack ${fmt(r.layerStackMs, 2)} ms, composition ${fmt(r.compositionMs, 2)} ms, ` +
+                `check ${r.check?.ok ? 'ok' : 'FAIL'} [${fmt((now() - tc) / 1000)} s]`);
+  }
+
+  const complete = results.every((r) => r.errors.length === 0) && (check === null || check.ok) &&
+      overheadResults.every((r) => r.errors.length === 0 && r.check?.ok);
+  const out = {
+    date: started.toISOString(),
+    command: ['node', ...process.argv.slice(1).map((a) => path.relative(process.cwd(), a) || a)].join(' '),
+    complete,
+    options: {quick: options.quick, tiny: options.tiny, backend: options.backend, only: options.only,
+              naive: options.naive},
+    machine: {os: `${os.type()} ${os.release()}`, platform: process.platform, arch: os.arch(),
+              cpus: os.cpus().length, cpuModel: os.cpus()[0]?.model ?? '', memoryGB: +(os.totalmem() / 2 ** 30).toFixed(1),
+              node: process.version, loadAverageAtStart: loadAtStart, loadAverageAtEnd: os.loadavg()},
+    device,
+    git: gitState(),
+    model: cases.length ? cfg : null,
+    timing: 'layer and composition: wall time of one call until its output is read back (await y.data()), ' +
+            'queue idle before it; kernels and probes: K calls back to back then one sync (a 1-float ' +
+            'program read back), minus the sync latency measured on an idle queue, divided by K. ' +
+            'Each case: warm-ups, then reps interleaved (layer, composition, kernels, probes); medians. ' +
+            'Rooflines use the probes measured within the same case (read probe sized to the main kernel\'s bytes).',
+    syncLatencyMs: syncLatency,
+    composition: {decode: COMPOSITION_DECODE, prefill: COMPOSITION_PREFILL, decodeNaive: COMPOSITION_DECODE_NAIVE},
+    probes: globalProbes,
+    check,
+    cases: results,
+    overhead: overheadResults.length === 0 ? null : {
+      description: OVERHEAD_DESCRIPTION,
+      composition: OVERHEAD_COMPOSITION,
+      model: OVERHEAD,
+      counting: 'countBackendWork (dist/diagnostics.js): the webgpu backend\'s recordAndSubmit calls (dispatches, ' +
+                'tfjs\'s own kernels included) and uploadToGPU calls of tensors with host values (uploads), ' +
+                'over one model step after the warm-ups; null on other backends',
+      timing: 'wall time of one model step until its output is read back, queue idle before it; ' +
+              'warm-ups, then the stack and the composition interleaved; medians',
+      cases: overheadResults,
+    },
+    targets: evaluateTargets(results, overheadResults),
+    totalSeconds: (now() - t0) / 1000,
+  };
+  printResults(out);
+  const full = !options.quick && !options.tiny && !options.only && options.backend === 'webgpu';
+  const file = options.out ?? path.join(HERE, full ? 'results.json' : 'results.local.json');
+  writeFileSync(file, JSON.stringify(out, null, 2) + '\n');
+  console.log(`\nwrote ${path.relative(process.cwd(), file)} (${complete ? 'complete' : 'INCOMPLETE: errors above'}), ` +
+              `${fmt(out.totalSeconds)} s in all`);
+  if (process.env.BENCH_DEBUG) console.error('tensors alive after the run:', tf.memory().numTensors);
+  return complete ? 0 : 1;
+}
+
+/**
+ * The table's cases at `cfg` sizes: the device probes, the numerical check, then every case.
+ * Pushes each case's result to `results`; returns the check and the start-of-run probes.
+ */
+async function runTableCases(cases, cfg, maxContext, syncLatency, results) {
   const weights = model.makeWeights(cfg);
   const rope = model.makeRope(cfg, maxContext);
   const kvParams = model.makeKvParams(cfg);
   const layer = model.makeLayer(cfg, rope, kvParams, weights);
   const comp = new Composition(cfg, weights, maxContext);
 
-  const syncLatency = await measureSyncLatency();
   // Device limits at start: the read probe over the 2,048-token (batch 1) decode cache.
   const probeContext = options.tiny ? 256 : 2048;
   const probeFloats = probeContext * model.rowWidth(cfg);
@@ -608,7 +756,6 @@ async function main() {
   }
 
   const ctx = {layer, comp, weights, kvParams, rope, syncLatency, globalProbes};
-  const results = [];
   for (const c of cases) {
     const tc = now();
     process.stdout.write(`${c.name}… `);
@@ -622,45 +769,11 @@ async function main() {
                 (r.errors.length ? ` — ${r.errors.length} error(s)` : ''));
   }
 
-  const complete = results.every((r) => r.errors.length === 0) && (check === null || check.ok);
-  const out = {
-    date: started.toISOString(),
-    command: ['node', ...process.argv.slice(1).map((a) => path.relative(process.cwd(), a) || a)].join(' '),
-    complete,
-    options: {quick: options.quick, tiny: options.tiny, backend: options.backend, only: options.only,
-              naive: options.naive},
-    machine: {os: `${os.type()} ${os.release()}`, platform: process.platform, arch: os.arch(),
-              cpus: os.cpus().length, cpuModel: os.cpus()[0]?.model ?? '', memoryGB: +(os.totalmem() / 2 ** 30).toFixed(1),
-              node: process.version, loadAverageAtStart: loadAtStart, loadAverageAtEnd: os.loadavg()},
-    device,
-    git: gitState(),
-    model: cfg,
-    timing: 'layer and composition: wall time of one call until its output is read back (await y.data()), ' +
-            'queue idle before it; kernels and probes: K calls back to back then one sync (a 1-float ' +
-            'program read back), minus the sync latency measured on an idle queue, divided by K. ' +
-            'Each case: warm-ups, then reps interleaved (layer, composition, kernels, probes); medians. ' +
-            'Rooflines use the probes measured within the same case (read probe sized to the main kernel\'s bytes).',
-    syncLatencyMs: syncLatency,
-    composition: {decode: COMPOSITION_DECODE, prefill: COMPOSITION_PREFILL, decodeNaive: COMPOSITION_DECODE_NAIVE},
-    probes: globalProbes,
-    check,
-    cases: results,
-    targets: evaluateTargets(results),
-    totalSeconds: (now() - t0) / 1000,
-  };
-  printResults(out);
-  const full = !options.quick && !options.tiny && !options.only && options.backend === 'webgpu';
-  const file = options.out ?? path.join(HERE, full ? 'results.json' : 'results.local.json');
-  writeFileSync(file, JSON.stringify(out, null, 2) + '\n');
-  console.log(`\nwrote ${path.relative(process.cwd(), file)} (${complete ? 'complete' : 'INCOMPLETE: errors above'}), ` +
-              `${fmt(out.totalSeconds)} s in all`);
-
   layer.dispose();
   comp.dispose();
-  if (process.env.BENCH_DEBUG) console.error('tensors alive after the run:', tf.memory().numTensors);
   rope.dispose();
   tf.dispose(Object.values(weights));
-  return complete ? 0 : 1;
+  return {check, globalProbes};
 }
 
 let code = 1;

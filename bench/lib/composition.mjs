@@ -12,6 +12,7 @@
 //   K = [c_kv·W_UKᵀ | k_pe], V = c_kv·W_UVᵀ per head, scores by a batched matMul over
 //   (sequence, head), an additive causal mask, softmax, matMul with V.
 // Its rope table is computed here from the spec's YaRN formulas (not taken from the package).
+// With q-LoRA weights (q_a_proj, q_a_layernorm, q_b_proj) q is RMSNorm(x·q_aᵀ)·q_bᵀ.
 import * as tf from '@tensorflow/tfjs-core';
 
 export const COMPOSITION_DECODE =
@@ -104,6 +105,13 @@ export class Composition {
     return tf.reshape(tf.concat([y0, y1], -1), x.shape);
   }
 
+  /** q before the head split: x·q_projᵀ, or with q-LoRA RMSNorm(x·q_a_projᵀ)·q_b_projᵀ. */
+  projectQ(x) {
+    if (this.w['q_proj.weight']) return tf.matMul(x, this.w['q_proj.weight'], false, true);
+    const qA = tf.matMul(x, this.w['q_a_proj.weight'], false, true);
+    return tf.matMul(this.rmsNorm(qA, this.w['q_a_layernorm.weight']), this.w['q_b_proj.weight'], false, true);
+  }
+
   rmsNorm(x, gamma) {
     const inverseRms = tf.rsqrt(tf.add(tf.mean(tf.square(x), -1, true), this.cfg.rmsNormEps));
     return tf.mul(tf.mul(x, inverseRms), gamma);
@@ -121,7 +129,7 @@ export class Composition {
       const pos = tf.tensor1d(positions, 'int32');
       const cos = tf.gather(this.cos, pos);  // [B, R/2]
       const sin = tf.gather(this.sin, pos);
-      const q = tf.reshape(tf.matMul(x, this.w['q_proj.weight'], false, true), [B, H, N + R]);
+      const q = tf.reshape(this.projectQ(x), [B, H, N + R]);
       const [qNope, qPeRaw] = tf.split(q, [N, R], 2);
       const qPe = this.rope(qPeRaw, tf.reshape(cos, [B, 1, R / 2, 1]), tf.reshape(sin, [B, 1, R / 2, 1]));
       const kv = tf.matMul(x, this.w['kv_a_proj_with_mqa.weight'], false, true);  // [B, L + R]
@@ -154,7 +162,7 @@ export class Composition {
       const pos = tf.tensor1d(positions, 'int32');
       const cos = tf.gather(this.cos, pos);
       const sin = tf.gather(this.sin, pos);
-      const q = tf.reshape(tf.matMul(x, this.w['q_proj.weight'], false, true), [B, H, N + R]);
+      const q = tf.reshape(this.projectQ(x), [B, H, N + R]);
       const [qNope, qPeRaw] = tf.split(q, [N, R], 2);
       const qPe = this.rope(qPeRaw, tf.reshape(cos, [B, 1, R / 2, 1]), tf.reshape(sin, [B, 1, R / 2, 1]));
       const kv = tf.matMul(x, this.w['kv_a_proj_with_mqa.weight'], false, true);
@@ -186,7 +194,7 @@ export class Composition {
     return tf.tidy(() => {
       const cos = tf.slice(this.cos, [0, 0], [T, R / 2]);
       const sin = tf.slice(this.sin, [0, 0], [T, R / 2]);
-      const q = tf.reshape(tf.matMul(x, this.w['q_proj.weight'], false, true), [B, T, H, N + R]);
+      const q = tf.reshape(this.projectQ(x), [B, T, H, N + R]);
       const [qNope, qPeRaw] = tf.split(q, [N, R], 3);
       const qPe = this.rope(qPeRaw, tf.reshape(cos, [1, T, 1, R / 2, 1]), tf.reshape(sin, [1, T, 1, R / 2, 1]));
       const kv = tf.matMul(x, this.w['kv_a_proj_with_mqa.weight'], false, true);  // [B·T, L + R]

@@ -2,21 +2,17 @@
 // dense context.
 import * as tf from '@tensorflow/tfjs-core';
 import {DeepseekYarnRotaryEmbedding, KVCacheParams, LatentAttentionWithRope, PagedKVCache} from '../../dist/index.js';
+import {V2_LITE as V2_LITE_SIZES} from '../../demos/common/helpers.mjs';
 import {hashFillProgram, hashFillUniforms, run, scatterRowsInPlace} from './webgpu_programs.mjs';
 
-/** DeepSeek-V2-Lite attention (config.json of deepseek-ai/DeepSeek-V2-Lite): no q-LoRA, YaRN. */
+/**
+ * DeepSeek-V2-Lite attention (config.json of deepseek-ai/DeepSeek-V2-Lite): no q-LoRA, YaRN;
+ * the sizes the demos use too (demos/common/helpers.mjs).
+ */
 export const V2_LITE = {
   name: 'DeepSeek-V2-Lite attention',
-  numHeads: 16,
-  hiddenSize: 2048,
-  kvLoraRank: 512,
-  qkNopeHeadDim: 128,
-  qkRopeHeadDim: 64,
-  vHeadDim: 128,
-  ropeTheta: 10000,
-  rmsNormEps: 1e-6,
-  yarn: {scalingFactor: 40, originalMaxPositionEmbeddings: 4096, betaFast: 32, betaSlow: 1,
-         mscale: 0.707, mscaleAllDim: 0.707},
+  ...V2_LITE_SIZES,
+  qLoraRank: null,
   pageSize: 128,
 };
 
@@ -32,6 +28,7 @@ export const TINY = {
   ropeTheta: 10000,
   rmsNormEps: 1e-6,
   yarn: V2_LITE.yarn,
+  qLoraRank: null,
   pageSize: 16,
 };
 
@@ -49,19 +46,30 @@ export function randomTensor(shape, seed, scale = 1) {
   return tf.tidy(() => tf.mul(tf.randomUniform(shape, -Math.sqrt(3), Math.sqrt(3), 'float32', seed), scale));
 }
 
-/** HF-named weights, [out, in]: N(0, 0.02²)-like projections, norm weights around 1. */
+/**
+ * HF-named weights, [out, in]: N(0, 0.02²)-like projections, norm weights around 1. With
+ * `cfg.qLoraRank`, q_a_proj / q_a_layernorm / q_b_proj instead of q_proj.
+ */
 export function makeWeights(cfg, seed = 1) {
   const {numHeads: H, hiddenSize: D, kvLoraRank: L, qkNopeHeadDim: N, qkRopeHeadDim: R, vHeadDim: V} = cfg;
-  const gamma = randomTensor([L], seed + 4, 0.1);
-  const weights = {
-    'q_proj.weight': randomTensor([H * (N + R), D], seed, 0.02),
+  const norm = (n, s) => {
+    const gamma = randomTensor([n], s, 0.1);
+    const w = tf.add(gamma, 1);
+    gamma.dispose();
+    return w;
+  };
+  const q = cfg.qLoraRank ? {
+    'q_a_proj.weight': randomTensor([cfg.qLoraRank, D], seed + 5, 0.02),
+    'q_a_layernorm.weight': norm(cfg.qLoraRank, seed + 6),
+    'q_b_proj.weight': randomTensor([H * (N + R), cfg.qLoraRank], seed, 0.02),
+  } : {'q_proj.weight': randomTensor([H * (N + R), D], seed, 0.02)};
+  return {
+    ...q,
     'kv_a_proj_with_mqa.weight': randomTensor([L + R, D], seed + 1, 0.02),
-    'kv_a_layernorm.weight': tf.add(gamma, 1),
+    'kv_a_layernorm.weight': norm(L, seed + 4),
     'kv_b_proj.weight': randomTensor([H * (N + V), L], seed + 2, 0.02),
     'o_proj.weight': randomTensor([D, H * V], seed + 3, 0.02),
   };
-  gamma.dispose();
-  return weights;
 }
 
 export function makeRope(cfg, maxSeqLen) {
@@ -71,28 +79,29 @@ export function makeRope(cfg, maxSeqLen) {
   });
 }
 
-export function makeKvParams(cfg) {
-  return new KVCacheParams({headDim: rowWidth(cfg), pageSize: cfg.pageSize});
+export function makeKvParams(cfg, numLayers = 1) {
+  return new KVCacheParams({headDim: rowWidth(cfg), pageSize: cfg.pageSize, numLayers});
 }
 
-export function makeLayer(cfg, rope, kvParams, weights) {
+export function makeLayer(cfg, rope, kvParams, weights, name = 'bench_mla') {
   const layer = new LatentAttentionWithRope({
     rope, numAttentionHeads: cfg.numHeads, numKeyValueHeads: cfg.numHeads,
-    hiddenSize: cfg.hiddenSize, kvParams, kvLoraRank: cfg.kvLoraRank,
+    hiddenSize: cfg.hiddenSize, kvParams, qLoraRank: cfg.qLoraRank ?? null, kvLoraRank: cfg.kvLoraRank,
     qkNopeHeadDim: cfg.qkNopeHeadDim, qkRopeHeadDim: cfg.qkRopeHeadDim, vHeadDim: cfg.vHeadDim,
-    rmsNormEps: cfg.rmsNormEps, name: 'bench_mla',
+    rmsNormEps: cfg.rmsNormEps, name,
   });
   layer.loadStateDict(weights);
   return layer;
 }
 
 /**
- * Writes a dense context `dense` [B, S0, D] into the paged storage of `collection` (rows of
- * sequence b at its slots for tokens 0..S0−1), in place, on the active backend.
+ * Writes a dense context `dense` [B, S0, D] into the paged storage of `collection` for layer
+ * `layerIdx` (rows of sequence b at its slots for tokens 0..S0−1), in place, on the active
+ * backend.
  */
-export async function fillPagedCache(collection, dense) {
+export async function fillPagedCache(collection, dense, layerIdx = 0) {
   const [B, S0, D] = dense.shape;
-  const storage = collection.storage(0);
+  const storage = collection.storage(layerIdx);
   const rows = storage.shape[0] * storage.shape[1];
   const index = new Int32Array(rows).fill(-1);
   for (let b = 0; b < B; b++) {
@@ -114,7 +123,10 @@ export async function fillPagedCache(collection, dense) {
   }
 }
 
-/** A paged cache with B sequences holding S0 tokens each, and the collection of a 1-token step. */
+/**
+ * A paged cache with B sequences holding S0 tokens each, and the collection of a 1-token step
+ * (fetched: its rows for the new token are reserved).
+ */
 export function decodeCache(kvParams, B, S0) {
   const pagesPerSeq = Math.ceil((S0 + 1) / kvParams.pageSize);
   const cache = new PagedKVCache(kvParams, {totalNumPages: B * pagesPerSeq});

@@ -19,8 +19,8 @@ function readConfigs(quick) {
       configs.push({kind: 'workgroup', pattern, workgroupSize: 64, numWorkgroups});
     }
     // Few small workgroups, one per CPU thread or so, each lane streaming its own run: the
-    // fastest reads found on SwiftShader (≈ 1.5 GB/s on 4.7 MB where the grid configs read
-    // 0.7-0.8), and MLALinear's access pattern.
+    // fastest reads found on SwiftShader (numbers: bench/README.md, History), and MLALinear's
+    // access pattern.
     for (const [workgroupSize, numWorkgroups] of quick ? [[16, 4]] : [[16, 4], [4, 4], [16, 16]]) {
       configs.push({kind: 'workgroup', pattern, workgroupSize, numWorkgroups});
     }
