@@ -16,6 +16,7 @@ import {mkdirSync, readFileSync, rmSync, writeFileSync} from 'node:fs';
 import {createRequire} from 'node:module';
 import path from 'node:path';
 import {fileURLToPath} from 'node:url';
+import {codeBlocks} from './markdown.mjs';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 const require = createRequire(path.join(root, 'package.json'));
@@ -27,21 +28,6 @@ const failures = [];
 function check(condition, what) {
   if (!condition) failures.push(what);
   console.log(`[readme]   ${condition ? 'ok  ' : 'FAIL'} ${what}`);
-}
-
-/** The fenced code blocks of a Markdown text: {lang, code, line} (line: 1-based, of the fence). */
-export function codeBlocks(markdown) {
-  const blocks = [];
-  const lines = markdown.split('\n');
-  for (let i = 0; i < lines.length; i++) {
-    const open = /^(\s*)```\s*([A-Za-z]*)\s*$/.exec(lines[i]);
-    if (!open) continue;
-    const start = i;
-    const body = [];
-    for (i++; i < lines.length && !/^\s*```\s*$/.test(lines[i]); i++) body.push(lines[i]);
-    blocks.push({lang: open[2].toLowerCase(), code: body.join('\n') + '\n', line: start + 1});
-  }
-  return blocks;
 }
 
 /**
@@ -65,7 +51,7 @@ const CONFIG = {
 };
 
 /** A safetensors file (F32) of `tensors` {name: {shape, values?}}; values default to a ramp. */
-export function safetensorsBytes(tensors) {
+function safetensorsBytes(tensors) {
   const header = {};
   const chunks = [];
   let offset = 0;
