@@ -9,9 +9,11 @@
 //   npm test -- --grep <pattern>    only specs whose full name contains <pattern> (or matches
 //                                   /regexp/flags), in both lanes
 //   npm test -- --skip-build        skip the tsc runs (bundle + karma + page test only)
-//   npm test -- --skip-e2e          skip the last step, the demo page test (test/e2e/demo_page.test.mjs:
-//                                   demos/web in headless Chromium via playwright-core; it counts as
-//                                   one test). Runs with --grep neither; alone: node test/e2e/demo_page.test.mjs
+//   npm test -- --skip-e2e          skip the last steps, the e2e tests (each counts as one test; none run
+//                                   with --grep): the demo page (test/e2e/demo_page.test.mjs: demos/web in
+//                                   headless Chromium via playwright-core), README.md's code blocks
+//                                   (readme_blocks.test.mjs) and the packed package in a fresh project
+//                                   (consumer.test.mjs). Alone: node test/e2e/<file>
 //
 // Only Node builtins are used until node_modules exists; dependencies are loaded lazily.
 import {spawnSync} from 'node:child_process';
@@ -210,6 +212,20 @@ if (!skipE2e && grep === undefined) {
     console.error(`[test] FAILED: the demo page test (exit ${r.status ?? r.signal}; see [e2e] above)`);
   } else {
     passed += 1;
+  }
+  // ---- g. packaging end to end (one test each) ------------------------------------------
+  for (const [file, what] of [['readme_blocks.test.mjs', 'every ts/js block of README.md, type-checked and run in Node'],
+                              ['consumer.test.mjs', 'npm pack → README install into an empty project → CommonJS, esbuild bundle, script tags in headless Chromium']]) {
+    step(`e2e: ${what} (test/e2e/${file})`);
+    const e = spawnSync(process.execPath, [path.join(root, 'test', 'e2e', file), ...(file.startsWith('readme') ? ['--no-build'] : [])],
+                        {stdio: 'inherit', cwd: root, env: process.env});
+    if (e.status !== 0) {
+      e2eFailed = true;
+      failed += 1;
+      console.error(`[test] FAILED: test/e2e/${file} (exit ${e.status ?? e.signal}; see its lines above)`);
+    } else {
+      passed += 1;
+    }
   }
 }
 const seconds = ((Date.now() - started) / 1000).toFixed(1);
