@@ -1,6 +1,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import {checkInteger} from '../ops/check.js';
 import {KVCacheParams} from './kv_cache_params.js';
+import {StepPlan} from './step_plan.js';
 
 interface SequenceState {
   /** Committed tokens (advanced by step). */
@@ -25,6 +26,7 @@ export class KVCollection {
   readonly reservedPages: ReadonlyArray<readonly number[]>;
   readonly params: KVCacheParams;
   readonly cache: PagedKVCache;
+  private stepPlan: StepPlan|null = null;
 
   constructor(cache: PagedKVCache, seqIds: number[], numNewTokens: number[],
               cacheLengths: number[], lookupTable: number[][], reservedPages: number[][]) {
@@ -73,6 +75,29 @@ export class KVCollection {
   storage(layerIdx = 0): tf.Tensor3D {
     return this.cache.storage(layerIdx);
   }
+
+  /**
+   * This step's plan (token info, page table, prefill chunks and their device tensors), made
+   * on first use and shared by every layer of the step; freed by the cache at `step`,
+   * `rollback`, `release` or `dispose`, after which it throws.
+   */
+  get plan(): StepPlan {
+    if (this.stepPlan === null) {
+      this.stepPlan = new StepPlan(this);
+      this.cache.trackPlan(this);
+    }
+    return this.stepPlan;
+  }
+
+  /** Frees the plan's device tensors (the cache calls this when the step ends). */
+  disposePlan(): void {
+    this.stepPlan?.dispose();
+  }
+
+  /** Whether this collection's step is over (its plan was disposed). */
+  get isStepOver(): boolean {
+    return this.stepPlan !== null && this.stepPlan.isDisposed;
+  }
 }
 
 /**
@@ -86,6 +111,8 @@ export class PagedKVCache {
   private readonly storages: tf.Tensor3D[];
   private readonly freePages: number[];
   private readonly sequences = new Map<number, SequenceState>();
+  /** Collections whose step plan holds device tensors. */
+  private readonly plannedCollections = new Set<KVCollection>();
   private disposed = false;
 
   /**
@@ -127,8 +154,24 @@ export class PagedKVCache {
   release(seqId: number): void {
     this.assertLive();
     const state = this.sequenceState('release seqId', seqId);
+    this.endPlansOf([seqId]);
     for (let i = state.pages.length - 1; i >= 0; i--) this.freePages.push(state.pages[i]);
     this.sequences.delete(seqId);
+  }
+
+  /** Registers a collection whose plan holds device tensors (KVCollection.plan calls this). */
+  trackPlan(collection: KVCollection): void {
+    this.plannedCollections.add(collection);
+  }
+
+  /** Disposes the plans of the collections that hold any of `seqIds`: their step is over. */
+  private endPlansOf(seqIds: readonly number[]): void {
+    for (const collection of [...this.plannedCollections]) {
+      if (collection.seqIds.some((seqId) => seqIds.includes(seqId))) {
+        collection.disposePlan();
+        this.plannedCollections.delete(collection);
+      }
+    }
   }
 
   /** Whether `seqId` is claimed. */
@@ -191,6 +234,7 @@ export class PagedKVCache {
     if (!(collection instanceof KVCollection) || collection.cache !== this) {
       throw new Error('rollback collection: expected a KVCollection fetched from this cache');
     }
+    this.endPlansOf(collection.seqIds);
     collection.seqIds.forEach((seqId, b) => {
       const state = this.sequences.get(seqId);
       const reserved = collection.reservedPages[b];
@@ -217,6 +261,7 @@ export class PagedKVCache {
                         `reserved rows, got ${numNewTokens[b]} tokens (call fetch first)`);
       }
     });
+    this.endPlansOf(seqIds);
     seqIds.forEach((seqId, b) => {
       this.sequences.get(seqId)!.length += numNewTokens[b];
     });
@@ -246,6 +291,8 @@ export class PagedKVCache {
   /** Frees the storage of every layer. The cache cannot be used afterwards. */
   dispose(): void {
     if (this.disposed) return;
+    this.plannedCollections.forEach((collection) => collection.disposePlan());
+    this.plannedCollections.clear();
     this.storages.forEach((s) => s.dispose());
     this.sequences.clear();
     this.disposed = true;

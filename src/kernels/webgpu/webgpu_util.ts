@@ -49,17 +49,31 @@ export function deviceLimits(backend: WebGPUBackend):
   };
 }
 
+/** The parts of a GPUAdapterInfo this package reads. */
+export interface AdapterInfoLike {
+  vendor?: unknown;
+  architecture?: unknown;
+  device?: unknown;
+  description?: unknown;
+}
+
+/** Whether adapter info names a CPU implementation of WebGPU (SwiftShader, llvmpipe, lavapipe). */
+export function isSoftwareAdapterInfo(info: AdapterInfoLike|null|undefined): boolean {
+  if (info === null || info === undefined) return false;
+  const text = [info.architecture, info.device, info.description]
+                   .map((v) => String(v ?? '').toLowerCase()).join(' ');
+  return /swiftshader|llvmpipe|lavapipe|software/.test(text);
+}
+
 /**
  * Whether the backend's adapter runs shaders on the CPU (SwiftShader: Dawn reports vendor
- * 'google', architecture 'swiftshader'). tfjs keeps the adapter info in a field its typings
- * mark private.
+ * 'google', architecture 'swiftshader'). Reads tfjs's copy of the adapter info (a field its
+ * typings mark private) and, where that is missing or says nothing, the device's own
+ * `adapterInfo` (WebGPU's GPUDevice.adapterInfo).
  */
 export function isSoftwareAdapter(backend: WebGPUBackend): boolean {
-  const info = (backend as unknown as {adapterInfo?: {vendor?: unknown, architecture?: unknown}})
-                   .adapterInfo;
-  const architecture = String(info?.architecture ?? '').toLowerCase();
-  return architecture.includes('swiftshader') || architecture.includes('llvmpipe') ||
-      architecture.includes('lavapipe');
+  const b = backend as unknown as {adapterInfo?: AdapterInfoLike, device?: {adapterInfo?: AdapterInfoLike}};
+  return isSoftwareAdapterInfo(b.adapterInfo) || isSoftwareAdapterInfo(b.device?.adapterInfo);
 }
 
 /**
