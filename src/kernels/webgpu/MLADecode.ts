@@ -1,7 +1,7 @@
 import type {KernelConfig, KernelFunc, NamedAttrMap, TensorInfo} from '@tensorflow/tfjs-core';
 import {MLA_DECODE, MLADecodeAttrs} from '../kernel_names.js';
-import {MLADecodeReduceProgram} from './mla_decode_reduce_webgpu.js';
-import {MLADecodeSplitProgram, planMLADecode} from './mla_decode_webgpu.js';
+import {MLA_DECODE_REDUCE_PARAMS, MLADecodeReduceProgram} from './mla_decode_reduce_webgpu.js';
+import {mlaDecodeSplitParams, MLADecodeSplitProgram, planMLADecode} from './mla_decode_webgpu.js';
 import {deviceLimits, isSoftwareAdapter, softwareAdapterThreads, WebGPUBackend} from './webgpu_util.js';
 
 /**
@@ -28,7 +28,8 @@ export function mlaDecodeWebGPU(args: {
   const plan = planMLADecode(numTokens, numHeads, rowWidth, latentDim, attrs.maxContextLength,
                              deviceLimits(backend), isSoftwareAdapter(backend),
                              softwareAdapterThreads());
-  const splitProgram = new MLADecodeSplitProgram(q.shape, latentDim, plan);
+  const splitProgram =
+      new MLADecodeSplitProgram(mlaDecodeSplitParams(plan, rowWidth, latentDim), q.shape, plan);
   const uniforms = [
     {type: 'float32' as const, data: [attrs.scale * Math.LOG2E]},
     {type: 'int32' as const, data: [plan.chunk]},
@@ -39,7 +40,7 @@ export function mlaDecodeWebGPU(args: {
       backend.runWebGPUProgram(splitProgram, [q, cache, lookup, tokenInfo], 'float32', uniforms);
   if (plan.numSplits === 1) return pass1;
 
-  const reduceProgram = new MLADecodeReduceProgram(outputShape);
+  const reduceProgram = new MLADecodeReduceProgram(MLA_DECODE_REDUCE_PARAMS, outputShape);
   const result = backend.runWebGPUProgram(reduceProgram, [pass1, tokenInfo], 'float32',
                                           [{type: 'int32', data: [plan.chunk]}]);
   backend.disposeData(pass1.dataId);

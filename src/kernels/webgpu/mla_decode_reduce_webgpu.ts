@@ -2,26 +2,44 @@
  * Pass 2 of the webgpu MLADecode: merges the per-split partials [T, S, H, L + 2]
  * (unnormalized o_lat | m | l, in base 2) of MLADecodeSplitProgram by log-sum-exp:
  * o = Σ_s 2^(m_s − M)·o_s / Σ_s 2^(m_s − M)·l_s with M = max_s m_s. Only the splits that
- * hold keys of the token (s < ceil((p + 1) / chunk)) are read.
+ * hold keys of the token (s < ceil((p + 1) / chunk)) are read. One invocation per output
+ * element; every size is a shape or a uniform, so the params hold the workgroup size only.
  */
 import {flatLayout, mainHeader, WebGPUProgram} from './webgpu_util.js';
+
+/** What the reduce program's shader depends on. */
+export interface MLADecodeReduceParams {
+  /** WG: invocations per workgroup. */
+  workgroupSize: number;
+}
+
+/** The params MLADecode runs the reduce with. */
+export const MLA_DECODE_REDUCE_PARAMS: Readonly<MLADecodeReduceParams> = {workgroupSize: 64};
+
+export function mlaDecodeReduceShaderKey(p: MLADecodeReduceParams): string {
+  return `mlaDecodeReduce_WG${p.workgroupSize}`;
+}
 
 export class MLADecodeReduceProgram implements WebGPUProgram {
   variableNames = ['partials', 'tokenInfo'];
   outputShape: number[];
-  shaderKey = 'mlaDecodeReduce';
+  shaderKey: string;
   dispatchLayout: {x: number[]};
   dispatch: [number, number, number];
-  workgroupSize: [number, number, number] = [64, 1, 1];
+  workgroupSize: [number, number, number];
   uniforms = 'chunk : i32,';
   size = true;
+  readonly params: MLADecodeReduceParams;
 
   /** `outputShape`: [T, H, L]. */
-  constructor(outputShape: number[]) {
+  constructor(params: MLADecodeReduceParams, outputShape: number[]) {
+    this.params = params;
     this.outputShape = outputShape;
     this.dispatchLayout = flatLayout(outputShape.length);
+    this.workgroupSize = [params.workgroupSize, 1, 1];
     const size = outputShape.reduce((a, b) => a * b, 1);
-    this.dispatch = [Math.ceil(size / this.workgroupSize[0]), 1, 1];
+    this.dispatch = [Math.ceil(size / params.workgroupSize), 1, 1];
+    this.shaderKey = mlaDecodeReduceShaderKey(params);
   }
 
   getUserCode(): string {

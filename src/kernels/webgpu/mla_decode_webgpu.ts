@@ -2,28 +2,31 @@
  * Pass 1 of the webgpu MLADecode (flash decoding): the absorbed attention of one token and a
  * block of heads over one split of its context, with an online softmax.
  *
- * Layout of a workgroup (W invocations, HB heads, keys in tiles of KT; registers of V = 4
- * columns (vec4) when D and L are multiples of 4, else V = 1):
- * - Invocation `lane` owns the column registers c_j = lane + j·W (j < DJ = ceil(D/(V·W))).
+ * Layout of a workgroup (WG invocations, HB heads, keys in tiles of KT; registers of VW = 4
+ * columns (vec4) when D and L are multiples of 4, else VW = 1):
+ * - Invocation `lane` owns the column registers c_j = lane + j·WG (j < DJ = ceil(D/(VW·WG))).
  *   It keeps q[h, c_j] of all HB heads in registers (pre-scaled by λ·log2 e) for the whole
  *   split.
  * - Per tile it loads its columns of the KT cache rows from storage ONCE into registers and
  *   uses each loaded value for all HB heads: the score partials (HB·KT dot-product pieces)
  *   and then the o_lat update (acc[h, c_j] for c_j < L).
- * - The score partials of the W lanes are summed through workgroup memory (KT·HB·W floats),
+ * - The score partials of the WG lanes are summed through workgroup memory (KT·HB·WG floats),
  *   and every lane applies the same online-softmax update (running max m and sum l in
  *   base 2) to its own accumulators, so no further exchange is needed.
  * All loops over heads, columns and the keys of a tile are unrolled in the generated WGSL
- * (constant register indices); D, L, W, HB, KT, V and the finalize flag are in the shaderKey.
+ * (constant register indices). The params (MLADecodeSplitParams: the tiling, D, L, VW and
+ * whether the program finalizes) make the shader and its key (mlaDecodeSplitShaderKey); the
+ * scale, the chunk and the split and head-block counts are uniforms.
  *
  * Output: with one split, the finished o_lat [T, H, L]; otherwise per split the partial
  * [T, S, H, L + 2] = (unnormalized o_lat | m | l), merged by MLADecodeReduceProgram.
  */
 import {flatLayout, mainHeader, WebGPUProgram} from './webgpu_util.js';
+import {range, sum, unroll} from './wgsl.js';
 
 /** The static shape of the split program. */
 export interface MLADecodeTiling {
-  /** W: invocations per workgroup. */
+  /** WG: invocations per workgroup. */
   workgroupSize: number;
   /** HB: heads per workgroup. */
   headsPerBlock: number;
@@ -65,8 +68,8 @@ function nextPowerOfTwo(n: number): number {
   return p;
 }
 
-/** Columns per register of the split program: 4 (vec4) when D and L allow it, else 1. */
-export function decodeVectorWidth(rowWidth: number, latentDim: number): number {
+/** VW, columns per register of the split program: 4 (vec4) when D and L allow it, else 1. */
+export function decodeVectorWidth(rowWidth: number, latentDim: number): 1|4 {
   return rowWidth % 4 === 0 && latentDim % 4 === 0 ? 4 : 1;
 }
 
@@ -80,10 +83,10 @@ export function decodeVectorWidth(rowWidth: number, latentDim: number): number {
  *
  * On SwiftShader a workgroup's invocations run 4 per SIMD group (Subzero JIT), every barrier
  * switches between the groups, and each workgroup has a large fixed cost, so: 8 lanes with
- * 18 vec4 registers of the row each, and only as many workgroups as threads. Measured at
- * DeepSeek-V2-Lite sizes (H=16, L=512, R=64, one token, context 2048, 2 cores, Node,
- * `node bench/tune_decode.mjs`): W=8/KT=4 with 2 splits 30 ms per call; W=16 36 ms,
- * W=4 39 ms, KT=8 39 ms, HB=8 36 ms; 16 splits (the GPU plan) 42 ms.
+ * 18 vec4 registers of the row each, and only as many workgroups as threads. At
+ * DeepSeek-V2-Lite sizes (`node bench/tune_decode.mjs`) that plan beat wider and narrower
+ * workgroups, longer tiles, smaller head blocks and the GPU plan's splits; the measurements
+ * are in bench/README.md (History).
  */
 export function planMLADecode(
     numTokens: number, numHeads: number, rowWidth: number, latentDim: number,
@@ -115,94 +118,109 @@ export function planMLADecode(
   return {workgroupSize, headsPerBlock, keysPerTile, numHeadBlocks, numSplits, chunk};
 }
 
-/** WGSL for `terms` summed (a 0.0 literal when empty). */
-function sum(terms: string[]): string {
-  return terms.length === 0 ? '0.0' : terms.join(' + ');
+/** What the split program's shader depends on: the tiling, the row shape, VW and the output. */
+export interface MLADecodeSplitParams extends MLADecodeTiling {
+  /** D: the width of q's rows and of a cache row (L + R). */
+  rowWidth: number;
+  /** L: the latent columns of a row, the width of o_lat. */
+  latentDim: number;
+  /** VW: columns per register (decodeVectorWidth). */
+  vectorWidth: 1|4;
+  /** One split: write the normalized o_lat [T, H, L] instead of partials [T, S, H, L + 2]. */
+  finalize: boolean;
+}
+
+/** The split program's params for a plan and the shapes it was made for. */
+export function mlaDecodeSplitParams(plan: MLADecodePlan, rowWidth: number,
+                                     latentDim: number): MLADecodeSplitParams {
+  return {
+    workgroupSize: plan.workgroupSize,
+    headsPerBlock: plan.headsPerBlock,
+    keysPerTile: plan.keysPerTile,
+    rowWidth,
+    latentDim,
+    vectorWidth: decodeVectorWidth(rowWidth, latentDim),
+    finalize: plan.numSplits === 1,
+  };
+}
+
+export function mlaDecodeSplitShaderKey(p: MLADecodeSplitParams): string {
+  return `mlaDecodeSplit_D${p.rowWidth}_L${p.latentDim}_WG${p.workgroupSize}` +
+      `_HB${p.headsPerBlock}_KT${p.keysPerTile}_VW${p.vectorWidth}` +
+      `_${p.finalize ? 'final' : 'partial'}`;
 }
 
 export class MLADecodeSplitProgram implements WebGPUProgram {
   variableNames = ['q', 'cache', 'lookup', 'tokenInfo'];
+  variableComponents: number[];
   outputShape: number[];
   shaderKey: string;
   dispatchLayout: {x: number[]};
   dispatch: [number, number, number];
   workgroupSize: [number, number, number];
   uniforms = 'scaleLog2 : f32, chunk : i32, numSplits : i32, numHeadBlocks : i32,';
-  private readonly plan: MLADecodePlan;
-  private readonly rowWidth: number;
-  private readonly latentDim: number;
-  private readonly finalize: boolean;
-  /** Columns per register: 4 (vec4 loads and math) when D and L are multiples of 4, else 1. */
-  private readonly vectorWidth: number;
-  variableComponents: number[];
+  readonly params: MLADecodeSplitParams;
 
   /**
-   * `qShape` [T, H, D]; `latentDim` L. With `plan.numSplits == 1` the program writes the
-   * normalized o_lat [T, H, L] itself; otherwise partials [T, S, H, L + 2].
+   * `qShape` [T, H, D]; `split`: the plan's head blocks and splits (the dispatch). With
+   * `params.finalize` (one split) the program writes the normalized o_lat [T, H, L] itself;
+   * otherwise partials [T, S, H, L + 2].
    */
-  constructor(qShape: number[], latentDim: number, plan: MLADecodePlan) {
+  constructor(params: MLADecodeSplitParams, qShape: number[],
+              split: Pick<MLADecodePlan, 'numHeadBlocks'|'numSplits'>) {
     const [numTokens, numHeads, rowWidth] = qShape;
-    this.plan = plan;
-    this.rowWidth = rowWidth;
-    this.latentDim = latentDim;
-    this.finalize = plan.numSplits === 1;
-    this.vectorWidth = decodeVectorWidth(rowWidth, latentDim);
-    this.variableComponents = [this.vectorWidth, this.vectorWidth, 1, 1];
-    this.outputShape = this.finalize ? [numTokens, numHeads, latentDim] :
-                                       [numTokens, plan.numSplits, numHeads, latentDim + 2];
+    if (rowWidth !== params.rowWidth || params.finalize !== (split.numSplits === 1)) {
+      throw new Error(`MLADecodeSplitProgram: params (D ${params.rowWidth}, finalize ` +
+                      `${params.finalize}) do not fit q [${qShape}] and ${split.numSplits} splits`);
+    }
+    const {latentDim, vectorWidth} = params;
+    this.params = params;
+    this.variableComponents = [vectorWidth, vectorWidth, 1, 1];
+    this.outputShape = params.finalize ? [numTokens, numHeads, latentDim] :
+                                         [numTokens, split.numSplits, numHeads, latentDim + 2];
     this.dispatchLayout = flatLayout(this.outputShape.length);
-    this.workgroupSize = [plan.workgroupSize, 1, 1];
-    this.dispatch = [numTokens * plan.numHeadBlocks * plan.numSplits, 1, 1];
-    this.shaderKey = `mlaDecodeSplit_D${rowWidth}_L${latentDim}_W${plan.workgroupSize}` +
-        `_HB${plan.headsPerBlock}_KT${plan.keysPerTile}_V${this.vectorWidth}` +
-        `_${this.finalize ? 'final' : 'partial'}`;
+    this.workgroupSize = [params.workgroupSize, 1, 1];
+    this.dispatch = [numTokens * split.numHeadBlocks * split.numSplits, 1, 1];
+    this.shaderKey = mlaDecodeSplitShaderKey(params);
   }
 
   getUserCode(): string {
-    const W = this.plan.workgroupSize;
-    const HB = this.plan.headsPerBlock;
-    const KT = this.plan.keysPerTile;
-    const V = this.vectorWidth;
-    // Row and latent widths in registers of V columns.
-    const Dv = this.rowWidth / V;
-    const Lv = this.latentDim / V;
-    const DJ = Math.ceil(Dv / W);
-    const LJ = Math.ceil(Lv / W);
-    const heads = [...Array(HB).keys()];
-    const keys = [...Array(KT).keys()];
-    const rowCols = [...Array(DJ).keys()];
-    const latentCols = [...Array(LJ).keys()];
-    const vtype = V === 1 ? 'f32' : `vec${V}<f32>`;
-    const zero = V === 1 ? '0.0' : `${vtype}(0.0)`;
-    const dot = (a: string, b: string) => V === 1 ? `${a} * ${b}` : `dot(${a}, ${b})`;
-    // Registers lane + j·W of the last j may run past Dv (or Lv): guarded there only.
-    const partialD = (j: number) => (j + 1) * W > Dv;
-    const partialL = (j: number) => (j + 1) * W > Lv;
+    const {workgroupSize: WG, headsPerBlock: HB, keysPerTile: KT, vectorWidth: VW, latentDim,
+           finalize} = this.params;
+    // Row and latent widths in registers of VW columns; a lane's registers lane + j·WG,
+    // j < DJ of a row (LJ of its latent part).
+    const rowVecs = this.params.rowWidth / VW;
+    const latentVecs = latentDim / VW;
+    const DJ = Math.ceil(rowVecs / WG);
+    const LJ = Math.ceil(latentVecs / WG);
+    const vtype = VW === 1 ? 'f32' : `vec${VW}<f32>`;
+    const zero = VW === 1 ? '0.0' : `${vtype}(0.0)`;
+    const dot = (a: string, b: string) => VW === 1 ? `${a} * ${b}` : `dot(${a}, ${b})`;
+    // Registers lane + j·WG of the last j may run past rowVecs (or latentVecs): guarded there
+    // only.
+    const partialD = (j: number) => (j + 1) * WG > rowVecs;
+    const partialL = (j: number) => (j + 1) * WG > latentVecs;
     const load = (array: string, start: string, j: number) => partialD(j) ?
-        `select(${zero}, ${array}[${start} + min(col${j}, ${Dv - 1})], col${j} < ${Dv})` :
+        `select(${zero}, ${array}[${start} + min(col${j}, ${rowVecs - 1})], col${j} < ${rowVecs})` :
         `${array}[${start} + col${j}]`;
-    /** Stores register `value` (V columns) at column register `j` of the row at `outRow`. */
+    /** Stores register `value` (VW columns) at column register `j` of the row at `outRow`. */
     const store = (j: number, value: string) => {
-      const stores = V === 1 ? [`result[outRow + col${j}] = ${value};`] :
-          [...Array(V).keys()].map(
-              (i) => `result[outRow + ${V} * col${j} + ${i}] = ${value}[${i}];`);
-      const body = stores.join(' ');
-      return partialL(j) ? `        if (col${j} < ${Lv}) { ${body} }` : `        ${body}`;
+      const stores = (indent: string) => VW === 1 ? `result[outRow + col${j}] = ${value};` :
+          unroll(VW, (i) => `result[outRow + ${VW} * col${j} + ${i}] = ${value}[${i}];`, indent);
+      return partialL(j) ? `if (col${j} < ${latentVecs}) {
+          ${stores('          ')}
+        }` : stores('        ');
     };
 
-    const lines: string[] = [];
-    const emit = (line: string) => lines.push(line);
-
-    // Head h of the block is owned by lane h % W (HJ heads per lane): the owner sums its
+    // Head h of the block is owned by lane h % WG (HJ heads per lane): the owner sums its
     // heads' score partials, runs their online softmax (running max m and sum l, base 2) and
     // publishes the tile's weights p and the rescale factor; every lane then applies them to
-    // its own columns. Slots of heads past HB (HB % W ≠ 0) compute a clamped head and are
+    // its own columns. Slots of heads past HB (HB % WG ≠ 0) compute a clamped head and are
     // never read.
-    const HJ = Math.ceil(HB / W);
-    const ownedHeads = [...Array(HJ).keys()];
-    const slots = HJ * W;
-    emit(`
-    var<workgroup> partials : array<f32, ${KT * HB * W}>;
+    const HJ = Math.ceil(HB / WG);
+    const slots = HJ * WG;
+    const setup = `
+    var<workgroup> partials : array<f32, ${KT * HB * WG}>;
     var<workgroup> weights : array<f32, ${KT * slots}>;
     var<workgroup> rescale : array<f32, ${slots}>;
     var<workgroup> keyRange : vec2<i32>;
@@ -212,8 +230,8 @@ export class MLADecodeSplitProgram implements WebGPUProgram {
       // A dispatch wider than 65535 workgroups is folded into y/z with spare workgroups at
       // the end: they get no keys and write nothing.
       let numWorkgroups = uniforms.qShape.x * uniforms.numHeadBlocks * uniforms.numSplits;
-      let valid = index / ${W} < numWorkgroups;
-      let workgroup = min(index / ${W}, numWorkgroups - 1);
+      let valid = index / ${WG} < numWorkgroups;
+      let workgroup = min(index / ${WG}, numWorkgroups - 1);
       let split = workgroup % uniforms.numSplits;
       let rest = workgroup / uniforms.numSplits;
       let headBlock = rest % uniforms.numHeadBlocks;
@@ -232,106 +250,90 @@ export class MLADecodeSplitProgram implements WebGPUProgram {
         keyRange = select(vec2<i32>(0, 0), vec2<i32>(kStart, kEnd), valid);
       }
       let range = workgroupUniformLoad(&keyRange);
-`);
-    for (const j of rowCols) emit(`      let col${j} = lane + ${j * W};`);
-    for (const i of ownedHeads) {
-      emit(`      let ownSlot${i} = lane + ${i * W};`);
-      emit(`      let ownHead${i} = min(ownSlot${i}, ${HB - 1});`);
-      emit(`      var ownM${i} = -3.0e38;`);
-      emit(`      var ownL${i} = 0.0;`);
-    }
-    for (const h of heads) {
-      emit(`      let qRow${h} = (token * numHeads + min(h0 + ${h}, numHeads - 1)) * ${Dv};`);
-      for (const j of rowCols) {
-        emit(`      let q${h}_${j} = ${load('q', `qRow${h}`, j)} * uniforms.scaleLog2;`);
-      }
-      for (const j of latentCols) emit(`      var acc${h}_${j} = ${zero};`);
-    }
+      ${unroll(DJ, (j) => `let col${j} = lane + ${j * WG};`, '      ')}
+      ${unroll(HJ, (i) => [
+        `let ownSlot${i} = lane + ${i * WG};`,
+        `let ownHead${i} = min(ownSlot${i}, ${HB - 1});`,
+        `var ownM${i} = -3.0e38;`,
+        `var ownL${i} = 0.0;`,
+      ], '      ')}
+      ${unroll(HB, (h) => [
+        `let qRow${h} = (token * numHeads + min(h0 + ${h}, numHeads - 1)) * ${rowVecs};`,
+        unroll(DJ, (j) => `let q${h}_${j} = ${load('q', `qRow${h}`, j)} * uniforms.scaleLog2;`,
+               '      '),
+        unroll(LJ, (j) => `var acc${h}_${j} = ${zero};`, '      '),
+      ], '      ')}`;
 
+    // Per key of the tile: its cache row's registers, loaded once, and its score partials for
+    // every head.
+    const loadKey = (k: number) => [
+      `let key${k} = min(k0 + ${k}, range.y - 1);`,
+      `let page${k} = lookup[lookupStart + key${k} / pageSize];`,
+      `let rowStart${k} = (page${k} * pageSize + key${k} % pageSize) * ${rowVecs};`,
+      unroll(DJ, (j) => `let r${k}_${j} = ${load('cache', `rowStart${k}`, j)};`, '        '),
+      unroll(HB, (h) => `partials[${(k * HB + h) * WG} + lane] = ` +
+          `${sum(range(DJ).map((j) => dot(`q${h}_${j}`, `r${k}_${j}`)))};`, '        '),
+    ];
+    // The owner of slot i: the tile's scores of its head and its online-softmax step.
+    const ownerStep = (i: number) => `{
+          ${unroll(KT, (k) => `let s${k} = select(-3.0e38, ` +
+              `${sum(range(WG).map((w) => `partials[(${k * HB} + ownHead${i}) * ${WG} + ${w}]`))}, ` +
+              `k0 + ${k} < range.y);`, '          ')}
+          let mNew = ${range(KT).reduce((acc, k) => `max(${acc}, s${k})`, `ownM${i}`)};
+          let corr = exp2(ownM${i} - mNew);
+          ${unroll(KT, (k) => `let p${k} = exp2(s${k} - mNew);`, '          ')}
+          ownL${i} = ownL${i} * corr + ${sum(range(KT).map((k) => `p${k}`))};
+          ownM${i} = mNew;
+          rescale[ownSlot${i}] = corr;
+          ${unroll(KT, (k) => `weights[${k * slots} + ownSlot${i}] = p${k};`, '          ')}
+        }`;
+    // Every lane: head h's accumulators of its columns, rescaled, plus the tile's weighted rows.
+    const accumulate = (h: number) => `{
+          let corr = rescale[${h}];
+          ${unroll(KT, (k) => `let p${k} = weights[${k * slots + h}];`, '          ')}
+          ${unroll(LJ, (j) => `acc${h}_${j} = acc${h}_${j} * corr + ` +
+              `${sum(range(KT).map((k) => `p${k} * r${k}_${j}`))};`, '          ')}
+        }`;
     // The tile loop has no branches: SwiftShader runs a branch as masked code over both
     // sides and keeps the variables it writes in memory (a guarded rescale of the
-    // accumulators cost a third of the kernel). Keys past the range re-read the range's
-    // last row and get a score of -3e38 (weight 0).
-    emit(`
-      for (var k0 = range.x; k0 < range.y; k0 += ${KT}) {`);
-    for (const k of keys) {
-      emit(`
-        let key${k} = min(k0 + ${k}, range.y - 1);
-        let page${k} = lookup[lookupStart + key${k} / pageSize];
-        let rowStart${k} = (page${k} * pageSize + key${k} % pageSize) * ${Dv};`);
-      for (const j of rowCols) emit(`        let r${k}_${j} = ${load('cache', `rowStart${k}`, j)};`);
-      for (const h of heads) {
-        const terms = rowCols.map((j) => dot(`q${h}_${j}`, `r${k}_${j}`));
-        emit(`        partials[${(k * HB + h) * W} + lane] = ${sum(terms)};`);
-      }
-    }
-    emit(`
-        workgroupBarrier();`);
-    for (const i of ownedHeads) {
-      emit(`
-        {`);
-      for (const k of keys) {
-        const terms = [...Array(W).keys()].map((w) => `partials[(${k * HB} + ownHead${i}) * ${W} + ${w}]`);
-        emit(`          let s${k} = select(-3.0e38, ${terms.join(' + ')}, k0 + ${k} < range.y);`);
-      }
-      const maxExpr = keys.reduce((acc, k) => `max(${acc}, s${k})`, `ownM${i}`);
-      emit(`          let mNew = ${maxExpr};`);
-      emit(`          let corr = exp2(ownM${i} - mNew);`);
-      for (const k of keys) emit(`          let p${k} = exp2(s${k} - mNew);`);
-      emit(`          ownL${i} = ownL${i} * corr + ${sum(keys.map((k) => `p${k}`))};`);
-      emit(`          ownM${i} = mNew;`);
-      emit(`          rescale[ownSlot${i}] = corr;`);
-      for (const k of keys) emit(`          weights[${k * slots} + ownSlot${i}] = p${k};`);
-      emit(`        }`);
-    }
-    emit(`
-        workgroupBarrier();`);
-    for (const h of heads) {
-      emit(`
-        {`);
-      emit(`          let corr = rescale[${h}];`);
-      for (const k of keys) emit(`          let p${k} = weights[${k * slots + h}];`);
-      for (const j of latentCols) {
-        emit(`          acc${h}_${j} = acc${h}_${j} * corr + ` +
-             `${sum(keys.map((k) => `p${k} * r${k}_${j}`))};`);
-      }
-      emit(`        }`);
-    }
-    emit(`
-      }`);
+    // accumulators made the whole kernel markedly slower). Keys past the range re-read the
+    // range's last row and get a score of -3e38 (weight 0).
+    const tileLoop = `
+      for (var k0 = range.x; k0 < range.y; k0 += ${KT}) {
+        ${unroll(KT, loadKey, '        ')}
+        workgroupBarrier();
+        ${unroll(HJ, ownerStep, '        ')}
+        workgroupBarrier();
+        ${unroll(HB, accumulate, '        ')}
+      }`;
 
     // Output. Once every lane has used the last tile's weights, the owners publish their
     // heads' softmax statistics (rescale holds m, weights l).
-    emit(`
-      workgroupBarrier();`);
-    for (const i of ownedHeads) {
-      emit(`      rescale[ownSlot${i}] = ownM${i};`);
-      emit(`      weights[ownSlot${i}] = ownL${i};`);
-    }
-    emit(`
+    const writeHead = (h: number) => finalize ? `
+      if (h0 + ${h} < numHeads) {
+        let outRow = (token * numHeads + h0 + ${h}) * ${latentDim};
+        let inverseSum = select(0.0, 1.0 / weights[${h}], weights[${h}] > 0.0);
+        ${unroll(LJ, (j) => store(j, `(acc${h}_${j} * inverseSum)`), '        ')}
+      }` : `
+      if (h0 + ${h} < numHeads) {
+        let outRow = ((token * uniforms.numSplits + split) * numHeads + h0 + ${h}) * ${latentDim + 2};
+        ${unroll(LJ, (j) => store(j, `acc${h}_${j}`), '        ')}
+        if (lane == 0) {
+          result[outRow + ${latentDim}] = rescale[${h}];
+          result[outRow + ${latentDim + 1}] = weights[${h}];
+        }
+      }`;
+    const output = `
+      workgroupBarrier();
+      ${unroll(HJ, (i) => [`rescale[ownSlot${i}] = ownM${i};`, `weights[ownSlot${i}] = ownL${i};`],
+               '      ')}
       workgroupBarrier();
       if (!valid) {
         return;
-      }`);
-    for (const h of heads) {
-      emit(`
-      if (h0 + ${h} < numHeads) {`);
-      if (this.finalize) {
-        emit(`        let outRow = (token * numHeads + h0 + ${h}) * ${this.latentDim};`);
-        emit(`        let inverseSum = select(0.0, 1.0 / weights[${h}], weights[${h}] > 0.0);`);
-        for (const j of latentCols) emit(store(j, `(acc${h}_${j} * inverseSum)`));
-      } else {
-        emit(`        let outRow = ((token * uniforms.numSplits + split) * numHeads + h0 + ${h}) * ` +
-             `${this.latentDim + 2};`);
-        for (const j of latentCols) emit(store(j, `acc${h}_${j}`));
-        emit(`        if (lane == 0) {`);
-        emit(`          result[outRow + ${this.latentDim}] = rescale[${h}];`);
-        emit(`          result[outRow + ${this.latentDim + 1}] = weights[${h}];`);
-        emit(`        }`);
-      }
-      emit(`      }`);
-    }
-    emit(`    }`);
-    return lines.join('\n');
+      }${unroll(HB, writeHead)}
+    }`;
+    return `${setup}
+${tileLoop}
+${output}`;
   }
 }
