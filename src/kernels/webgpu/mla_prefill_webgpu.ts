@@ -1,51 +1,64 @@
 import type {WebGPUProgram} from '@tensorflow/tfjs-backend-webgpu';
+import {joinLines, range, sum, unroll} from './wgsl.js';
 
 /**
  * The WebGPU program of MLAPrefill (contract in ../kernel_names.ts): flash attention over one
  * chunk of decompressed context, with an online softmax and a log-sum-exp column.
  *
- * Work split. A workgroup owns one head and a block of `queriesPerThread · threads`
- * consecutive token rows; invocation `i` owns the `queriesPerThread` consecutive rows starting
- * at `i · queriesPerThread`. Each query row keeps its scaled q (K_nope | k_rope part), its
- * output accumulator, running max and running sum in registers for the whole kernel; the WGSL
- * is generated fully unrolled over the head dims so every q and accumulator component is a
- * named value (no dynamically indexed private arrays).
+ * Work split. A workgroup owns one head and a block of RQ · WG consecutive token rows (RQ =
+ * `queriesPerThread`, WG = `threads`); invocation `i` owns the RQ consecutive rows starting
+ * at `i · RQ`. Each query row keeps its scaled q (K_nope | k_rope part), its output
+ * accumulator, running max and running sum in registers for the whole kernel; the WGSL is
+ * generated fully unrolled over the head dims so every q and accumulator component is a named
+ * value (no dynamically indexed private arrays).
  *
  * Key loop. The workgroup walks the distinct sequences of its rows one after the other
  * (normally one; ragged batches give two at a block boundary; any order of `tokenInfo` works).
- * For a sequence it stages tiles of `tileKeys` keys in workgroup memory — the K_nope rows of
- * the head from kvBuffer and the k_rope columns of the keys' cache rows, found through the
- * page table, side by side in `kTile`, the V rows in `vTile` — and every invocation scores its
- * queries against the tile `keyGroup` keys at a time: one staged vec4 feeds
- * `queriesPerThread` FMAs, the softmax rescale happens once per key group. A query sees the
- * keys `j < clamp(p − firstToken + 1, 0, numRows)` of its own sequence's chunk; others are
+ * For a sequence it stages tiles of KT keys (`tileKeys`) in workgroup memory — the K_nope
+ * rows of the head from kvBuffer and the k_rope columns of the keys' cache rows, found
+ * through the page table, side by side in `kTile`, the V rows in `vTile` — and every
+ * invocation scores its queries against the tile KG keys (`keyGroup`) at a time: one staged
+ * vec4 feeds RQ FMAs, the softmax rescale happens once per key group. A query sees the keys
+ * `j < clamp(p − firstToken + 1, 0, numRows)` of its own sequence's chunk; others are
  * masked. Rows past the last key any query of the workgroup sees are staged as zeros, so
  * nothing outside the chunk is ever read. Scores live only in registers.
  *
  * Scores are kept in the log2 domain (q is pre-multiplied by scale · log2 e; exp2 instead of
  * exp); the log-sum-exp column is converted back to natural log on output.
+ *
+ * The params (MLAPrefillParams: the dims and the tiling) make the shader and its key
+ * (mlaPrefillShaderKey); the scale is a uniform, the token count a shape.
  */
 export interface MLAPrefillTiling {
-  /** query rows per invocation (each staged K/V vec4 is reused this many times) */
+  /** RQ: query rows per invocation (each staged K/V vec4 is reused this many times). */
   queriesPerThread: number;
-  /** invocations per workgroup */
+  /** WG: invocations per workgroup. */
   threads: number;
-  /** keys staged per tile (a multiple of keyGroup) */
+  /** KT: keys staged per tile (a multiple of keyGroup). */
   tileKeys: number;
-  /** keys per unrolled softmax step */
+  /** KG: keys per unrolled softmax step. */
   keyGroup: number;
 }
 
 export interface MLAPrefillDims {
+  /** H */
   numHeads: number;
-  /** N */
+  /** N: qkNopeHeadDim. */
   nopeDim: number;
-  /** R */
+  /** R: qkRopeHeadDim. */
   ropeDim: number;
-  /** V */
+  /** V: vHeadDim. */
   vDim: number;
-  /** L (k_rope starts at column L of a cache row) */
+  /** L (k_rope starts at column L of a cache row). */
   kvLoraRank: number;
+}
+
+/** What the program's shader depends on: the dims and the tiling. */
+export type MLAPrefillParams = MLAPrefillDims&MLAPrefillTiling;
+
+export function mlaPrefillShaderKey(p: MLAPrefillParams): string {
+  return `mlaPrefill_H${p.numHeads}_N${p.nopeDim}_R${p.ropeDim}_V${p.vDim}_L${p.kvLoraRank}` +
+      `_RQ${p.queriesPerThread}_WG${p.threads}_KT${p.tileKeys}_KG${p.keyGroup}`;
 }
 
 const BYTES_PER_VEC4 = 16;
@@ -59,11 +72,10 @@ const SCALAR_BYTES = 64;
  * `software`: the adapter runs shaders on the CPU (SwiftShader). There each invocation is a
  * SIMD lane and every load from workgroup or storage memory is a per-lane gather, while values
  * in (spilled) registers are cheap: 8 query rows per invocation reuse each staged vec4 8 times
- * (measured on 2 cores, T = 512, H = 16, DeepSeek-V2-Lite dims: 0.71 s vs 1.06 s with 4 rows
- * and 4-key groups). A GPU wants the opposite: one query row per invocation and 64 of them per
- * workgroup (H100/H200 through Dawn/Vulkan, same shape: 2–4 ms, about what tfjs's
- * matMul/softmax composition takes there, vs 25 ms with the software tiling, whose registers
- * spill).
+ * (faster than 4 rows and 4-key groups). A GPU wants the opposite: one query row per
+ * invocation and 64 of them per workgroup (on H100/H200 about as fast as tfjs's
+ * matMul/softmax composition, where the software tiling's registers spill). The measurements
+ * are in bench/README.md (History).
  */
 export function chooseMLAPrefillTiling(
     dims: MLAPrefillDims, workgroupBytes: number, maxInvocations: number,
@@ -91,39 +103,33 @@ export class MLAPrefillProgram implements WebGPUProgram {
   workgroupSize: [number, number, number];
   variableNames = ['Q', 'KV', 'cache', 'lookup', 'tokenInfo', 'chunkInfo'];
   uniforms = 'scale : f32,';
+  readonly params: MLAPrefillParams;
 
-  private readonly dims: MLAPrefillDims;
-  private readonly tiling: MLAPrefillTiling;
-
+  /** The program for `numTokens` query rows; its params are `{...dims, ...tiling}`. */
   constructor(numTokens: number, dims: MLAPrefillDims, tiling: MLAPrefillTiling) {
-    this.dims = dims;
-    this.tiling = tiling;
-    const {numHeads, nopeDim, ropeDim, vDim, kvLoraRank} = dims;
-    const {queriesPerThread, threads, tileKeys, keyGroup} = tiling;
+    const params: MLAPrefillParams = {...dims, ...tiling};
+    const {numHeads, vDim, queriesPerThread, threads, tileKeys, keyGroup} = params;
     if (tileKeys % keyGroup !== 0) {
       throw new Error(`MLAPrefill webgpu: tileKeys ${tileKeys} is not a multiple of ${keyGroup}`);
     }
+    this.params = params;
     this.outputShape = [numTokens, numHeads, vDim + 1];
     this.dispatchLayout = {x: [0], y: [1]};
     this.workgroupSize = [threads, 1, 1];
     const rowsPerWorkgroup = queriesPerThread * threads;
     this.dispatch = [Math.ceil(numTokens / rowsPerWorkgroup), numHeads, 1];
-    this.shaderKey = `mlaPrefill_${numHeads}_${nopeDim}_${ropeDim}_${vDim}_${kvLoraRank}_` +
-        `${queriesPerThread}_${threads}_${tileKeys}_${keyGroup}`;
+    this.shaderKey = mlaPrefillShaderKey(params);
   }
 
   getUserCode(): string {
-    const {numHeads: H, nopeDim: N, ropeDim: R, vDim: V, kvLoraRank: L} = this.dims;
-    const {queriesPerThread: RQ, threads: WG, tileKeys: BK, keyGroup: KU} = this.tiling;
-    const NW = Math.ceil(N / 4);
-    const RW = Math.ceil(R / 4);
-    const VW = Math.ceil(V / 4);
-    const KW = NW + RW;
+    const {numHeads: H, nopeDim: N, ropeDim: R, vDim: V, kvLoraRank: L, queriesPerThread: RQ,
+           threads: WG, tileKeys: KT, keyGroup: KG} = this.params;
+    // Widths in vec4s: of K_nope, k_rope, V and a staged key (K_nope | k_rope).
+    const nopeVecs = Math.ceil(N / 4);
+    const ropeVecs = Math.ceil(R / 4);
+    const vVecs = Math.ceil(V / 4);
+    const keyVecs = nopeVecs + ropeVecs;
     const rowWidth = L + R;
-    const range = (n: number) => Array.from({length: n}, (_, i) => i);
-    const qs = range(RQ);
-    const us = range(KU);
-    const lines = (items: string[], indent = '  ') => items.map((s) => indent + s).join('\n');
 
     // A vec4 of `buf[base + col .. base + col + 3]`, zero past column `width` (compile-time).
     const load4 = (buf: string, base: string, col: number, width: number, scale = '') => {
@@ -139,8 +145,12 @@ export class MLAPrefillProgram implements WebGPUProgram {
           `select(0.0, ${buf}[min(${base} + c4 * 4 + ${k}, ${base} + ${width - 1})], ` +
           `c4 * 4 + ${k} < ${width})`).join(', ')})`;
     };
+    /** max(…max(a, b)…, z) of the names, left to right. */
+    const maxOf = (names: string[]) =>
+        names.reduce((acc, n) => acc === '' ? n : `max(${acc}, ${n})`, '');
 
-    const queryInit = qs.map((i) => `
+    // Query row i of the invocation: its token, sequence, visible keys, scaled q and state.
+    const queryInit = (i: number) => `
   let t${i} = firstRow + ${i};
   let ok${i} = t${i} < numTokens;
   let tc${i} = min(t${i}, numTokens - 1);
@@ -149,60 +159,60 @@ export class MLAPrefillProgram implements WebGPUProgram {
   let vis${i} = select(0, clamp(tokenInfo[tc${i} * 3 + 1] - chunkInfo[chunk${i} + 1] + 1, 0,
                                  chunkInfo[chunk${i} + 2]), ok${i});
   let qBase${i} = (tc${i} * ${H} + h) * ${N + R};
-${lines(range(NW).map((c) => `let q${i}_${c} = ${load4('Q', `qBase${i}`, 4 * c, N, ' * qScale')};`))}
-${lines(range(RW).map((c) => `let q${i}_${NW + c} = ${load4('Q', `qBase${i} + ${N}`, 4 * c, R, ' * qScale')};`))}
-${lines(range(VW).map((c) => `var o${i}_${c} = vec4<f32>(0.0);`))}
+  ${unroll(nopeVecs, (c) => `let q${i}_${c} = ${load4('Q', `qBase${i}`, 4 * c, N, ' * qScale')};`, '  ')}
+  ${unroll(ropeVecs, (c) => `let q${i}_${nopeVecs + c} = ` +
+      `${load4('Q', `qBase${i} + ${N}`, 4 * c, R, ' * qScale')};`, '  ')}
+  ${unroll(vVecs, (c) => `var o${i}_${c} = vec4<f32>(0.0);`, '  ')}
   var m${i} = START_MAX;
-  var l${i} = 0.0;`).join('\n');
+  var l${i} = 0.0;`;
 
-    // One key group: scores of KU keys for the RQ queries, online softmax, P·V.
-    const scoreAccs = qs.flatMap((i) => us.map((u) => `var a${i}_${u} = vec4<f32>(0.0);`));
-    const scoreFmas = range(KW).flatMap((c) => us.flatMap((u) => [
-      `{ let k = kTile[kb + ${u * KW + c}];`,
-      ...qs.map((i) => `  a${i}_${u} = fma(q${i}_${c}, k, a${i}_${u});`),
+    // One key group: scores of KG keys for the RQ queries, online softmax, P·V.
+    const I = '        ';
+    const scoreAccs = unroll(RQ, (i) => range(KG).map((u) => `var a${i}_${u} = vec4<f32>(0.0);`), I);
+    const scoreFmas = unroll(keyVecs, (c) => unroll(KG, (u) => [
+      `{ let k = kTile[kb + ${u * keyVecs + c}];`,
+      unroll(RQ, (i) => `  a${i}_${u} = fma(q${i}_${c}, k, a${i}_${u});`, I),
       '}',
-    ]));
-    const softmax = qs.flatMap((i) => [
-      ...us.map((u) => `let s${i}_${u} = select(MASKED, dot(a${i}_${u}, ONE), key0 + ${u} < lim${i});`),
-      `let mn${i} = max(m${i}, ${us.reduce((acc, u) => acc === '' ? `s${i}_${u}` : `max(${acc}, s${i}_${u})`, '')});`,
+    ], I), I);
+    const softmax = unroll(RQ, (i) => [
+      unroll(KG, (u) => `let s${i}_${u} = select(MASKED, dot(a${i}_${u}, ONE), key0 + ${u} < lim${i});`, I),
+      `let mn${i} = max(m${i}, ${maxOf(range(KG).map((u) => `s${i}_${u}`))});`,
       `let al${i} = exp2(m${i} - mn${i});`,
-      ...us.map((u) => `let p${i}_${u} = exp2(s${i}_${u} - mn${i});`),
-      `l${i} = l${i} * al${i} + ${us.map((u) => `p${i}_${u}`).join(' + ')};`,
+      unroll(KG, (u) => `let p${i}_${u} = exp2(s${i}_${u} - mn${i});`, I),
+      `l${i} = l${i} * al${i} + ${sum(range(KG).map((u) => `p${i}_${u}`))};`,
       `m${i} = mn${i};`,
-    ]);
-    const pv = range(VW).flatMap((c) => [
+    ], I);
+    const pv = unroll(vVecs, (c) => [
       `{`,
-      ...us.map((u) => `  let v${u} = vTile[vb + ${u * VW + c}];`),
-      ...qs.map((i) => `  o${i}_${c} = ${us.reduce((acc, u) => `fma(vec4<f32>(p${i}_${u}), v${u}, ${acc})`, `o${i}_${c} * al${i}`)};`),
+      unroll(KG, (u) => `  let v${u} = vTile[vb + ${u * vVecs + c}];`, I),
+      unroll(RQ, (i) => `  o${i}_${c} = ${range(KG).reduce(
+          (acc, u) => `fma(vec4<f32>(p${i}_${u}), v${u}, ${acc})`, `o${i}_${c} * al${i}`)};`, I),
       `}`,
-    ]);
+    ], I);
 
-    const outputs = qs.map((i) => `
+    const output = (i: number) => `
   if (ok${i}) {
     let outBase = (t${i} * ${H} + h) * ${V + 1};
     if (vis${i} > 0) {
       let inv = 1.0 / l${i};
-${lines(range(VW).flatMap((c) => range(4).filter((k) => 4 * c + k < V).map((k) =>
-        `result[outBase + ${4 * c + k}] = o${i}_${c}[${k}] * inv;`)), '      ')}
+      ${unroll(vVecs, (c) => range(4).filter((k) => 4 * c + k < V).map((k) =>
+          `result[outBase + ${4 * c + k}] = o${i}_${c}[${k}] * inv;`), '      ')}
       result[outBase + ${V}] = (m${i} + log2(l${i})) * LN2;
     } else {
       for (var e = 0; e < ${V}; e++) { result[outBase + e] = 0.0; }
       result[outBase + ${V}] = -uniforms.INFINITY;
     }
-  }`).join('\n');
+  }`;
 
-    const maxOf = (names: string[]) =>
-        names.reduce((acc, n) => acc === '' ? n : `max(${acc}, ${n})`, '');
-
-    return `
+    return joinLines([`
 const START_MAX : f32 = -1.0e30;
 const MASKED : f32 = -3.0e38;
 const NO_SEQUENCE : i32 = 0x7fffffff;
 const LN2 : f32 = 0.6931471805599453;
 const ONE : vec4<f32> = vec4<f32>(1.0);
 
-var<workgroup> kTile : array<vec4<f32>, ${BK * KW}>;
-var<workgroup> vTile : array<vec4<f32>, ${BK * VW}>;
+var<workgroup> kTile : array<vec4<f32>, ${KT * keyVecs}>;
+var<workgroup> vTile : array<vec4<f32>, ${KT * vVecs}>;
 var<workgroup> nextSequence : atomic<i32>;
 var<workgroup> maxVisible : atomic<i32>;
 var<workgroup> sharedSequence : i32;
@@ -215,16 +225,16 @@ fn main() {
   let numTokens = uniforms.qShape.x;
   let pageSize = uniforms.cacheShape.y;
   let maxPages = uniforms.lookupShape.y;
-  let qScale = uniforms.scale * 1.4426950408889634;
-${queryInit}
-
+  let qScale = uniforms.scale * 1.4426950408889634;`,
+      unroll(RQ, queryInit),
+      `
   if (lid == 0) { atomicStore(&nextSequence, NO_SEQUENCE); }
   workgroupBarrier();
   var current = -1;
   loop {
     // The next sequence (in batch-row order) that one of the workgroup's rows sees keys of.
     var candidate = NO_SEQUENCE;
-${lines(qs.map((i) => `if (vis${i} > 0 && b${i} > current) { candidate = min(candidate, b${i}); }`), '    ')}
+    ${unroll(RQ, (i) => `if (vis${i} > 0 && b${i} > current) { candidate = min(candidate, b${i}); }`, '    ')}
     atomicMin(&nextSequence, candidate);
     workgroupBarrier();
     if (lid == 0) {
@@ -234,8 +244,8 @@ ${lines(qs.map((i) => `if (vis${i} > 0 && b${i} > current) { candidate = min(can
     let seq = workgroupUniformLoad(&sharedSequence);
     if (seq == NO_SEQUENCE) { break; }
     current = seq;
-${lines(qs.map((i) => `let lim${i} = select(0, vis${i}, b${i} == seq);`), '    ')}
-    let myKeys = ${maxOf(qs.map((i) => `lim${i}`))};
+    ${unroll(RQ, (i) => `let lim${i} = select(0, vis${i}, b${i} == seq);`, '    ')}
+    let myKeys = ${maxOf(range(RQ).map((i) => `lim${i}`))};
     atomicMax(&maxVisible, myKeys);
     workgroupBarrier();
     if (lid == 0) {
@@ -247,21 +257,21 @@ ${lines(qs.map((i) => `let lim${i} = select(0, vis${i}, b${i} == seq);`), '    '
     let firstToken = chunkInfo[seq * 3 + 1];
     let lookupRow = seq * maxPages;
 
-    for (var kt = 0; kt < numKeys; kt += ${BK}) {
-      // Stage keys kt .. kt + ${BK} (zeros past numKeys).
-      for (var s = lid; s < ${BK * NW}; s += ${WG}) {
-        let j = s / ${NW};
-        let c4 = s % ${NW};
+    for (var kt = 0; kt < numKeys; kt += ${KT}) {
+      // Stage keys kt .. kt + ${KT} (zeros past numKeys).
+      for (var s = lid; s < ${KT * nopeVecs}; s += ${WG}) {
+        let j = s / ${nopeVecs};
+        let c4 = s % ${nopeVecs};
         var val = vec4<f32>(0.0);
         if (kt + j < numKeys) {
           let base = ((bufferStart + kt + j) * ${H} + h) * ${N + V};
           val = ${load4Dyn('KV', 'base', N)};
         }
-        kTile[j * ${KW} + c4] = val;
+        kTile[j * ${keyVecs} + c4] = val;
       }
-      for (var s = lid; s < ${BK * RW}; s += ${WG}) {
-        let j = s / ${RW};
-        let c4 = s % ${RW};
+      for (var s = lid; s < ${KT * ropeVecs}; s += ${WG}) {
+        let j = s / ${ropeVecs};
+        let c4 = s % ${ropeVecs};
         var val = vec4<f32>(0.0);
         if (kt + j < numKeys) {
           let token = firstToken + kt + j;
@@ -269,35 +279,35 @@ ${lines(qs.map((i) => `let lim${i} = select(0, vis${i}, b${i} == seq);`), '    '
           let base = row * ${rowWidth} + ${L};
           val = ${load4Dyn('cache', 'base', R)};
         }
-        kTile[j * ${KW} + ${NW} + c4] = val;
+        kTile[j * ${keyVecs} + ${nopeVecs} + c4] = val;
       }
-      for (var s = lid; s < ${BK * VW}; s += ${WG}) {
-        let j = s / ${VW};
-        let c4 = s % ${VW};
+      for (var s = lid; s < ${KT * vVecs}; s += ${WG}) {
+        let j = s / ${vVecs};
+        let c4 = s % ${vVecs};
         var val = vec4<f32>(0.0);
         if (kt + j < numKeys) {
           let base = ((bufferStart + kt + j) * ${H} + h) * ${N + V} + ${N};
           val = ${load4Dyn('KV', 'base', V)};
         }
-        vTile[j * ${VW} + c4] = val;
+        vTile[j * ${vVecs} + c4] = val;
       }
       workgroupBarrier();
 
-      let groupEnd = min(${BK}, myKeys - kt);
-      for (var g = 0; g < groupEnd; g += ${KU}) {
-        let kb = g * ${KW};
-        let vb = g * ${VW};
+      let groupEnd = min(${KT}, myKeys - kt);
+      for (var g = 0; g < groupEnd; g += ${KG}) {
+        let kb = g * ${keyVecs};
+        let vb = g * ${vVecs};
         let key0 = kt + g;
-${lines(scoreAccs, '        ')}
-${lines(scoreFmas, '        ')}
-${lines(softmax, '        ')}
-${lines(pv, '        ')}
+        ${scoreAccs}
+        ${scoreFmas}
+        ${softmax}
+        ${pv}
       }
       workgroupBarrier();
     }
-  }
-${outputs}
-}
-`;
+  }`,
+      unroll(RQ, output),
+      `}
+`]);
   }
 }
