@@ -7,12 +7,22 @@
 import {flatLayout, mainHeader, WebGPUProgram} from './webgpu_util.js';
 import {ropePairWGSL} from './rope_wgsl.js';
 
+/** What the rope programs' shaders depend on (their workgroup size is fixed: 64). */
 export interface RopeParams {
+  /** Pairs (2i, 2i+1) when true, else (i, i + R/2): see rope_wgsl.ts. */
   interleaved: boolean;
 }
 
 function ropeKey(p: RopeParams): string {
   return p.interleaved ? 'il' : 'half';
+}
+
+export function ropeCacheWriteShaderKey(p: RopeParams): string {
+  return `mlaRopeCacheWrite_${ropeKey(p)}`;
+}
+
+export function ropeQShaderKey(p: RopeParams): string {
+  return `mlaRopeQ_${ropeKey(p)}`;
 }
 
 /**
@@ -38,19 +48,19 @@ export class RopeCacheWriteProgram implements WebGPUProgram {
     this.outputShape = cacheShape;
     this.dispatchLayout = flatLayout(cacheShape.length);
     this.dispatch = [numTokens, 1, 1];
-    this.shaderKey = `mlaRopeCacheWrite_${ropeKey(params)}`;
+    this.shaderKey = ropeCacheWriteShaderKey(params);
   }
 
   getUserCode(): string {
-    const wg = this.workgroupSize[0];
+    const WG = this.workgroupSize[0];
     return `
-    var<workgroup> sumSquares : array<f32, ${wg}>;
+    var<workgroup> sumSquares : array<f32, ${WG}>;
     ${mainHeader('index')} {
       // A dispatch wider than 65535 workgroups is folded into y/z with spare workgroups at
       // the end: they read token T − 1 but write nothing (a clamped write could hit a row).
       let numTokens = uniforms.kvShape.x;
-      let valid = index / ${wg} < numTokens;
-      let token = min(index / ${wg}, numTokens - 1);
+      let valid = index / ${WG} < numTokens;
+      let token = min(index / ${WG}, numTokens - 1);
       let lane = i32(localIndex);
       let latentDim = uniforms.gammaShape;
       let ropeDim = uniforms.freqsCisShape.y;
@@ -60,13 +70,13 @@ export class RopeCacheWriteProgram implements WebGPUProgram {
       let rowStart = tokenInfo[token * 3 + 2] * rowWidth;
 
       var partial = 0.0;
-      for (var i = lane; i < latentDim; i += ${wg}) {
+      for (var i = lane; i < latentDim; i += ${WG}) {
         let x = kv[kvStart + i];
         partial += x * x;
       }
       sumSquares[lane] = partial;
       workgroupBarrier();
-      for (var stride = ${wg / 2}; stride > 0; stride >>= 1) {
+      for (var stride = ${WG / 2}; stride > 0; stride >>= 1) {
         if (lane < stride) {
           sumSquares[lane] += sumSquares[lane + stride];
         }
@@ -76,12 +86,12 @@ export class RopeCacheWriteProgram implements WebGPUProgram {
         return;
       }
       let inverseRms = 1.0 / sqrt(sumSquares[0] / f32(latentDim) + uniforms.eps);
-      for (var i = lane; i < latentDim; i += ${wg}) {
+      for (var i = lane; i < latentDim; i += ${WG}) {
         result[rowStart + i] = kv[kvStart + i] * inverseRms * gamma[i];
       }
 
       let freqsStart = position * ropeDim;
-      for (var j = lane; j < ropeDim; j += ${wg}) {
+      for (var j = lane; j < ropeDim; j += ${WG}) {
         ${ropePairWGSL(this.params.interleaved)}
         let c = freqsCis[freqsStart + 2 * pairIndex];
         let s = freqsCis[freqsStart + 2 * pairIndex + 1];
@@ -118,7 +128,7 @@ export class RopeQProgram implements WebGPUProgram {
     this.dispatchLayout = flatLayout(outputShape.length);
     const size = outputShape.reduce((a, b) => a * b, 1);
     this.dispatch = [Math.ceil(size / this.workgroupSize[0]), 1, 1];
-    this.shaderKey = `mlaRopeQ_${ropeKey(params)}`;
+    this.shaderKey = ropeQShaderKey(params);
   }
 
   getUserCode(): string {

@@ -2,11 +2,12 @@
  * MLALinear's program: y = x · wᵀ for any M, with every partial sum in registers (no
  * workgroup memory, no barrier):
  *
- * - invocation i owns a block of MB rows of x (MB = M when M ≤ 8, else 8) and R consecutive
- *   rows of w, and walks K with vec4 loads (scalar loads when a stride or K is not a multiple
- *   of 4): per step MB + R loads and MB·R dot products, unrolled into named registers;
+ * - invocation i owns a block of MB rows of x (MB = M when M ≤ 8, else 8) and NB consecutive
+ *   rows of w (output columns), and walks K with vec4 loads (VW = 4; scalar loads, VW = 1,
+ *   when a stride or K is not a multiple of 4): per step MB + NB loads and MB·NB dot products,
+ *   unrolled into named registers;
  * - consecutive invocations take consecutive row blocks of the same rows of w, so a
- *   workgroup reads its R rows of w once from memory for all of them;
+ *   workgroup reads its NB rows of w once from memory for all of them;
  * - a batch dim G (one product per entry, e.g. per head) is one dispatch for all entries.
  *
  * Reads and writes go through strides (uniforms), so the layer's products read their inputs
@@ -18,11 +19,12 @@
  * - `ropeTail`: after the linear invocations, one invocation per (token, head, rope column)
  *   writes the roped q_rope next to the product (FusedRope's absorbed query [T, H, L + R]).
  *
- * The params (MB, R, workgroup size, vector width, the three variant bits) make the shader
- * and its key; every size and stride is a uniform.
+ * The params (MB, NB, WG, VW, the three variant bits) make the shader and its key
+ * (linearShaderKey); every size and stride is a uniform.
  */
 import {flatLayout, mainHeader, WebGPUProgram} from './webgpu_util.js';
 import {ropePairWGSL} from './rope_wgsl.js';
+import {unroll} from './wgsl.js';
 import type {LinearLayout} from '../layouts.js';
 
 /** Rows of x one invocation multiplies (all of them up to this many). */
@@ -31,10 +33,11 @@ export const MAX_ROWS_PER_INVOCATION = 8;
 export interface LinearProgramParams {
   /** MB: rows of x per invocation. */
   rowsPerInvocation: number;
-  /** R: rows of w (output columns) per invocation. */
+  /** NB: rows of w (output columns) per invocation. */
   colsPerInvocation: number;
+  /** WG: invocations per workgroup. */
   workgroupSize: number;
-  /** 4: vec4 loads along K (K and every x stride are multiples of 4); else 1. */
+  /** VW = 4: vec4 loads along K (K and every x stride are multiples of 4); else 1. */
   vectorWidth: 1|4;
   secondWeight: boolean;
   rmsNorm: boolean;
@@ -55,8 +58,8 @@ export type LinearGeometry = Omit<LinearLayout, 'outputShape'>&{
 
 export function linearShaderKey(p: LinearProgramParams): string {
   const tail = p.ropeTail === null ? '' : p.ropeTail.interleaved ? '_ropeIl' : '_ropeHalf';
-  return `mlaLinear_MB${p.rowsPerInvocation}_R${p.colsPerInvocation}_WG${p.workgroupSize}` +
-      `_V${p.vectorWidth}${p.secondWeight ? '_w2' : ''}${p.rmsNorm ? '_norm' : ''}${tail}`;
+  return `mlaLinear_MB${p.rowsPerInvocation}_NB${p.colsPerInvocation}_WG${p.workgroupSize}` +
+      `_VW${p.vectorWidth}${p.secondWeight ? '_w2' : ''}${p.rmsNorm ? '_norm' : ''}${tail}`;
 }
 
 /** The vector width for a geometry: 4 when K and every x stride are multiples of 4. */
@@ -65,7 +68,7 @@ export function linearVectorWidth(g: Pick<LinearGeometry, 'k'|'xEntryStride'|'xR
 }
 
 /**
- * Default R: 8 for M ≤ 2 and M > 8, else 4 (tuned with bench/tune_linear.mjs); with a second
+ * Default NB: 8 for M ≤ 2 and M > 8, else 4 (tuned with bench/tune_linear.mjs); with a second
  * weight, the largest power of two ≤ that dividing N1, so no invocation straddles the weights.
  */
 export function defaultColsPerInvocation(m: number, splitCol: number|null): number {
@@ -91,7 +94,7 @@ export class LinearProgram implements WebGPUProgram {
   uniforms = UNIFORMS.map((name) => `${name} : i32,`).join(' ') + ' eps : f32,';
   readonly params: LinearProgramParams;
   readonly numRowBlocks: number;
-  /** Invocations of one batch entry (row blocks × blocks of R rows of w). */
+  /** Invocations of one batch entry (row blocks × blocks of NB rows of w). */
   readonly invocationsPerEntry: number;
   private readonly geometry: LinearGeometry;
 
@@ -101,12 +104,12 @@ export class LinearProgram implements WebGPUProgram {
     if (!Number.isInteger(m) || m < 1) throw new Error(`LinearProgram: M = ${m} is not ≥ 1`);
     this.params = params;
     this.geometry = geometry;
-    const V = params.vectorWidth;
+    const VW = params.vectorWidth;
     this.variableNames = ['x', 'w', ...(params.secondWeight ? ['w2'] : []),
                           ...(params.rmsNorm ? ['gamma'] : []),
                           ...(params.ropeTail !== null ? ['freqsCis', 'tokenInfo'] : [])];
     this.variableComponents = this.variableNames.map((name) =>
-        name === 'freqsCis' || name === 'tokenInfo' ? 1 : V);
+        name === 'freqsCis' || name === 'tokenInfo' ? 1 : VW);
     this.numRowBlocks = Math.ceil(m / params.rowsPerInvocation);
     this.invocationsPerEntry = this.numRowBlocks * Math.ceil(geometry.n / params.colsPerInvocation);
     this.outputShape = outputShape;
@@ -127,11 +130,11 @@ export class LinearProgram implements WebGPUProgram {
   /** The uniforms, in the order of `this.uniforms`. */
   uniformValues(): Array<{type: 'int32'|'float32', data: number[]}> {
     const g = this.geometry;
-    const V = this.params.vectorWidth;
+    const VW = this.params.vectorWidth;
     const values: Record<typeof UNIFORMS[number], number> = {
-      kVecs: g.k / V, numRows: g.m, numCols: g.n, splitCol: g.splitCol,
+      kVecs: g.k / VW, numRows: g.m, numCols: g.n, splitCol: g.splitCol,
       numRowBlocks: this.numRowBlocks, perEntry: this.invocationsPerEntry,
-      numEntries: g.numEntries, xEntryStride: g.xEntryStride / V, xRowStride: g.xRowStride / V,
+      numEntries: g.numEntries, xEntryStride: g.xEntryStride / VW, xRowStride: g.xRowStride / VW,
       outEntryStride: g.outEntryStride, outRowStride: g.outRowStride, tailCount: this.tailCount(),
       tailSrcRowStride: g.tail?.srcRowStride ?? 0, tailSrcHeadStride: g.tail?.srcHeadStride ?? 0,
       tailSrcOffset: g.tail?.srcOffset ?? 0, tailDstOffset: g.tail?.dstOffset ?? 0,
@@ -141,25 +144,24 @@ export class LinearProgram implements WebGPUProgram {
   }
 
   getUserCode(): string {
-    const {rowsPerInvocation: MB, colsPerInvocation: R, vectorWidth: V, secondWeight, rmsNorm,
+    const {rowsPerInvocation: MB, colsPerInvocation: NB, vectorWidth: VW, secondWeight, rmsNorm,
            ropeTail} = this.params;
-    const rows = [...Array(MB).keys()];
-    const cols = [...Array(R).keys()];
-    const product = (a: string, b: string) => V === 4 ? `dot(${a}, ${b})` : `${a} * ${b}`;
+    const product = (a: string, b: string) => VW === 4 ? `dot(${a}, ${b})` : `${a} * ${b}`;
     const kLoop = (weight: string) => `
         for (var k = 0; k < kVecs; k++) {
-          ${cols.map((r) => `let w${r} = ${weight}[wRow${r} + k];`).join('\n          ')}
+          ${unroll(NB, (r) => `let w${r} = ${weight}[wRow${r} + k];`, '          ')}
           ${rmsNorm ? 'let g = gamma[k];' : ''}
-          ${rows.map((m) => [
+          ${unroll(MB, (m) => [
             `let x${m} = x[xRow${m} + k];`,
-            ...(rmsNorm ? [`sumSquares${m} += ${product(`x${m}`, `x${m}`)};`] : []),
-            ...cols.map((r) => `acc${m}_${r} += ${product(rmsNorm ? `(x${m} * g)` : `x${m}`, `w${r}`)};`),
-          ].join('\n          ')).join('\n          ')}
+            rmsNorm && `sumSquares${m} += ${product(`x${m}`, `x${m}`)};`,
+            unroll(NB, (r) => `acc${m}_${r} += ${product(rmsNorm ? `(x${m} * g)` : `x${m}`, `w${r}`)};`,
+                   '          '),
+          ], '          ')}
         }`;
-    const wRows = (entryRows: string, firstRow: string, rowCount: string) => cols.map((r) =>
-        `let wRow${r} = (${entryRows} + min(${firstRow} + ${r}, ${rowCount} - 1)) * kVecs;`)
-        .join('\n        ');
-    const scalarOfX = (i: string) => V === 4 ? `x[(${i}) / 4][(${i}) % 4]` : `x[${i}]`;
+    const wRows = (entryRows: string, firstRow: string, rowCount: string) => unroll(NB, (r) =>
+        `let wRow${r} = (${entryRows} + min(${firstRow} + ${r}, ${rowCount} - 1)) * kVecs;`,
+        '        ');
+    const scalarOfX = (i: string) => VW === 4 ? `x[(${i}) / 4][(${i}) % 4]` : `x[${i}]`;
     const tail = ropeTail === null ? '' : `
       let tailIndex = index - linearInvocations;
       if (tailIndex >= uniforms.tailCount) {
@@ -191,17 +193,17 @@ export class LinearProgram implements WebGPUProgram {
       let entry = index / uniforms.perEntry;
       let inEntry = index % uniforms.perEntry;
       let m0 = (inEntry % uniforms.numRowBlocks) * ${MB};
-      let n0 = (inEntry / uniforms.numRowBlocks) * ${R};
+      let n0 = (inEntry / uniforms.numRowBlocks) * ${NB};
       if (n0 >= numCols) {
         return;
       }
       let kVecs = uniforms.kVecs;
       let xStart = entry * uniforms.xEntryStride;
       // Rows past M (the last row block) and past N are clamped: read, never written.
-      ${rows.map((m) => `let xRow${m} = xStart + min(m0 + ${m}, numRows - 1) * uniforms.xRowStride;`)
-          .join('\n      ')}
-      ${rows.map((m) => [...(rmsNorm ? [`var sumSquares${m} = 0.0;`] : []),
-                         ...cols.map((r) => `var acc${m}_${r} = 0.0;`)].join(' ')).join('\n      ')}
+      ${unroll(MB, (m) => `let xRow${m} = xStart + min(m0 + ${m}, numRows - 1) * uniforms.xRowStride;`,
+               '      ')}
+      ${unroll(MB, (m) => [rmsNorm && `var sumSquares${m} = 0.0;`,
+                           unroll(NB, (r) => `var acc${m}_${r} = 0.0;`, '      ')], '      ')}
       ${secondWeight ? `
       if (n0 >= uniforms.splitCol) {
         ${wRows('0', 'n0 - uniforms.splitCol', 'numCols - uniforms.splitCol')}
@@ -215,12 +217,12 @@ export class LinearProgram implements WebGPUProgram {
         ${kLoop('w')}
       }`}
       let outStart = entry * uniforms.outEntryStride + n0;
-      ${rows.map((m) => [
-        ...(rmsNorm ? [`let inverseRms${m} = 1.0 / sqrt(sumSquares${m} / f32(kVecs * ${V}) + uniforms.eps);`] : []),
-        ...cols.map((r) => `if (m0 + ${m} < numRows && n0 + ${r} < numCols) { ` +
+      ${unroll(MB, (m) => [
+        rmsNorm && `let inverseRms${m} = 1.0 / sqrt(sumSquares${m} / f32(kVecs * ${VW}) + uniforms.eps);`,
+        unroll(NB, (r) => `if (m0 + ${m} < numRows && n0 + ${r} < numCols) { ` +
             `result[outStart + (m0 + ${m}) * uniforms.outRowStride + ${r}] = ` +
-            `acc${m}_${r}${rmsNorm ? ` * inverseRms${m}` : ''}; }`),
-      ].join('\n      ')).join('\n      ')}
+            `acc${m}_${r}${rmsNorm ? ` * inverseRms${m}` : ''}; }`, '      '),
+      ], '      ')}
     }`;
   }
 }
