@@ -20,10 +20,6 @@ function SummaryReporter(baseReporterDecorator, formatError) {
   const errors = [];
   const suiteByName = new Map();
   let started = Date.now();
-  // A suite's time is the wall time from the previous spec's report to its last spec's
-  // (beforeAll/afterAll, backend switches and jasmine's own work included), so the suites add
-  // up to the run; the first spec counts from its own start.
-  let lastReport;
 
   const fullName = result => [...result.suite, result.description].join(' > ');
   const seconds = ms => `${(ms / 1000).toFixed(1)} s`;
@@ -33,7 +29,6 @@ function SummaryReporter(baseReporterDecorator, formatError) {
     totals.passed = totals.failed = totals.skipped = 0;
     failures.length = slow.length = errors.length = suites.length = 0;
     suiteByName.clear();
-    lastReport = undefined;
     started = Date.now();
   };
 
@@ -43,9 +38,10 @@ function SummaryReporter(baseReporterDecorator, formatError) {
 
   this.onSpecComplete = (browser, result) => {
     const name = fullName(result);
-    const now = Date.now();
-    const ms = lastReport === undefined ? result.time || 0 : now - lastReport;
-    lastReport = now;
+    // A suite's time is the sum of its specs' times as the browser measured them (each with
+    // its beforeEach/afterEach; beforeAll/afterAll not included). Not the time between reports:
+    // karma's client batches them until its socket is upgraded.
+    const ms = result.time || 0;
     const top = result.suite.length > 0 ? result.suite[0] : '(top level)';
     // Specs left out by --grep ('excluded', reported as disabled) are no suite's.
     const excluded = Boolean(result.skipped && result.disabled && !result.pending);

@@ -2,8 +2,9 @@
 // karma reporter (scripts/karma-summary-reporter.cjs) and scripts/test.mjs.
 //
 // A suite record is {name, specs, skipped, ms}: a top-level describe, the specs of it that ran
-// (passed or failed), those skipped by xit/pending (not those left out by --grep), and its
-// wall time in milliseconds (hooks included).
+// (passed or failed), those skipped by pending() (not those left out by --grep or xit), and its
+// time in milliseconds: in Node the suite's wall time (hooks included), in the browser the sum
+// of its specs' times (beforeAll/afterAll not included).
 'use strict';
 
 /** Adds one spec's outcome to the record of its top-level suite `name` (made on first use). */
