@@ -149,12 +149,12 @@ export class LinearProgram implements WebGPUProgram {
     const product = (a: string, b: string) => VW === 4 ? `dot(${a}, ${b})` : `${a} * ${b}`;
     const kLoop = (weight: string) => `
         for (var k = 0; k < kVecs; k++) {
-          ${unroll(NB, (r) => `let w${r} = ${weight}[wRow${r} + k];`, '          ')}
+          ${unroll(NB, (r) => `let wv${r} = ${weight}[wRow${r} + k];`, '          ')}
           ${rmsNorm ? 'let g = gamma[k];' : ''}
           ${unroll(MB, (m) => [
             `let x${m} = x[xRow${m} + k];`,
             rmsNorm && `sumSquares${m} += ${product(`x${m}`, `x${m}`)};`,
-            unroll(NB, (r) => `acc${m}_${r} += ${product(rmsNorm ? `(x${m} * g)` : `x${m}`, `w${r}`)};`,
+            unroll(NB, (r) => `acc${m}_${r} += ${product(rmsNorm ? `(x${m} * g)` : `x${m}`, `wv${r}`)};`,
                    '          '),
           ], '          ')}
         }`;
