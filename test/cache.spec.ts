@@ -81,9 +81,15 @@ describe('LatentAttentionWithRope validation', () => {
     const next = cache.fetch([0], [7]);
     expect(() => layer.forward(long, {kvCollection: next, inputRowOffsets: [0, 7]}))
         .toThrowError(/sequence 0 would reach position 8, past the rope's maxSeqLen 8/);
-    // A collection from before a step is stale.
+    // A collection from before a step: its step is over (and, unused, it is stale).
     expect(() => layer.forward(x, {kvCollection: collection, inputRowOffsets: [0, 2]}))
-        .toThrowError(/stale for sequence 0: fetched at length 0, the cache now has 2 tokens/);
+        .toThrowError(/kvCollection: its step is over \(cache.step, rollback or release ran\)/);
+    const unused = cache.fetch([0], [1]);
+    cache.step([0], [1]);
+    const one = tf.zeros([1, 8]) as tf.Tensor2D;
+    expect(() => layer.forward(one, {kvCollection: unused, inputRowOffsets: [0, 1]}))
+        .toThrowError(/stale for sequence 0: fetched at length 2, the cache now has 3 tokens/);
+    one.dispose();
     [x, bad, long, wrong['o_proj.weight'], ...Object.values(weights)].forEach((t) => t.dispose());
     cache.dispose();
     layer.dispose();

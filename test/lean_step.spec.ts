@@ -265,8 +265,9 @@ describeEachBackend('mlaLinear options', (backend) => {
         const w = tf.tensor2d(wv, [8, k]);
         const w2 = tf.tensor2d(w2v, [3, k]);
         const gamma = tf.tensor1d(gv);
-        const both = mla.mlaLinear(x, w, {w2});
-        const normed = mla.mlaLinear(x, w, {gamma, normEps: 1e-5});
+        const both = mla.mlaLinear(x, w, {w2, readFirstColumns: true});
+        expect(() => mla.mlaLinear(x, w)).toThrowError(/mlaLinear w: expected shape \[\?, \d+\]/);
+        const normed = mla.mlaLinear(x, w, {gamma, normEps: 1e-5, readFirstColumns: true});
         expect(both.shape).toEqual([m, 11]);
         const xRows = rowsOf(xv, xWidth, k);
         const weightRows = [...rowsOf(wv, k, k), ...rowsOf(w2v, k, k)];

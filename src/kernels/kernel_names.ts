@@ -92,7 +92,8 @@ export const MLA_DECODE = 'MLADecode';
  * registered: the layer's training path (attendWithoutCache) uses tf.matMul.
  *
  * inputs:
- *   x:      float32 [M, Kx] with Kx ≥ K (the first K columns of each row are read),
+ *   x:      float32 [M, Kx] with Kx ≥ K (the first K columns of each row are read; the op
+ *           accepts Kx > K only with its readFirstColumns option),
  *           or [G, M, K] (one product per batch entry g), or with attrs.tokenMajor [M, G, K]
  *   w:      float32 [N1, K], or [G, N1, K] with a batch dim
  *   w2:     float32 [N2, K]  optional, 2-D x only: output columns N1..N1+N2 use w2's rows

@@ -94,7 +94,7 @@ function projectForCache(parts: AttentionParts, x: tf.Tensor2D, viaLinear: boole
   const qB = parts.weight('q_b_proj.weight') as tf.Tensor2D;
   if (viaLinear) {
     const qkvA = mlaLinear(input, qA, {w2: kvA});
-    return {q: mlaLinear(qkvA, qB, {gamma: qNorm, normEps: parts.rmsNormEps}), kv: qkvA};
+    return {q: mlaLinear(qkvA, qB, {gamma: qNorm, normEps: parts.rmsNormEps, readFirstColumns: true}), kv: qkvA};
   }
   const normed = rmsNorm(tf.matMul(input, qA, false, true), qNorm, parts.rmsNormEps) as tf.Tensor2D;
   return {q: tf.matMul(normed, qB, false, true), kv: tf.matMul(input, kvA, false, true)};
@@ -127,7 +127,7 @@ function decompressedAttention(parts: AttentionParts, qRoped: tf.Tensor3D, cache
       const rows = tf.gather(cacheRows, chunk.slots) as tf.Tensor2D;
       const numRows = chunk.slots.shape[0];
       // MLALinear reads the first L columns of each gathered row itself.
-      const decompressed = viaLinear ? mlaLinear(rows, kvB) :
+      const decompressed = viaLinear ? mlaLinear(rows, kvB, {readFirstColumns: true}) :
           tf.matMul(tf.slice(rows, [0, 0], [numRows, d.kvLoraRank]), kvB, false, true);
       const kvBuffer = tf.reshape(decompressed, [numRows, numHeads, d.qkNopeHeadDim + d.vHeadDim]) as tf.Tensor3D;
       return mlaPrefill(qRoped, kvBuffer, cache, lookup, tokenInfo, chunk.chunkInfo,

@@ -99,12 +99,17 @@ export interface MLALinearOptions {
   normEps?: number;
   /** x [M, G, K] → y [M, G, N]. */
   tokenMajor?: boolean;
+  /**
+   * 2-D x only: x's rows may be wider than w's K, and their first K columns are read (e.g. the
+   * q_a part of the fused q_a | kv_a projection). Without it a width mismatch is an Error.
+   */
+  readFirstColumns?: boolean;
 }
 
 function mlaLinear_<R extends tf.Rank.R2|tf.Rank.R3>(
     x: tf.Tensor<R>, w: tf.Tensor<R>, options: MLALinearOptions = {}): tf.Tensor<R> {
   assertSupportedBackend('mlaLinear');
-  const {w2, gamma, normEps, tokenMajor = false} = options;
+  const {w2, gamma, normEps, tokenMajor = false, readFirstColumns = false} = options;
   const shape: number[] = x.shape;
   if (shape.length === 3) {
     checkShape('mlaLinear x', x, [null, null, null], 'float32');
@@ -113,10 +118,14 @@ function mlaLinear_<R extends tf.Rank.R2|tf.Rank.R3>(
     if (w2 !== undefined) throw new Error('mlaLinear w2: only with a 2-D x, got a 3-D x');
   } else {
     checkShape('mlaLinear x', x, [null, null], 'float32');
-    checkShape('mlaLinear w', w, [null, null], 'float32');
-    if (w.shape[1] > shape[1]) {
-      throw new Error(`mlaLinear w: expected rows of at most x's ${shape[1]} columns, got ` +
-                      `shape [${w.shape.join(', ')}]`);
+    if (!readFirstColumns) {
+      checkShape('mlaLinear w', w, [null, shape[1]], 'float32');
+    } else {
+      checkShape('mlaLinear w', w, [null, null], 'float32');
+      if (w.shape[1] > shape[1]) {
+        throw new Error(`mlaLinear w: expected rows of at most x's ${shape[1]} columns ` +
+                        `(readFirstColumns), got shape [${w.shape.join(', ')}]`);
+      }
     }
     if (w2 !== undefined) checkShape('mlaLinear w2', w2, [null, w.shape[1]], 'float32');
   }
