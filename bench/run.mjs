@@ -282,8 +282,6 @@ async function setupCase(c, cfg, ctx) {
     }
     const storage = collection.storage(0);
     const {tokenInfo, lookup} = model.stepTensors(collection);
-    keep(tokenInfo);
-    keep(lookup);
     const qAbs = rnd([B, H, D]);
     const q = rnd([B, H, N + R]);
     const kv = rnd([B, D]);
@@ -326,8 +324,6 @@ async function setupCase(c, cfg, ctx) {
     const storage = collection.storage(0);
     await model.fillPagedCache(collection, keep(model.randomTensor([1, T, D], seed++)));
     const {tokenInfo, lookup} = model.stepTensors(collection);
-    keep(tokenInfo);
-    keep(lookup);
     const chunkInfo = keep(tf.tensor2d([0, 0, T], [1, 3], 'int32'));
     const q = rnd([T, H, N + R]);
     const kvBuffer = rnd([T, H, N + V]);

@@ -1,7 +1,7 @@
 #!/usr/bin/env node
-// node bench/tune_linear.mjs [--m 512] [--k 2048] [--n 3072] [--configs '[[R, workgroupSize], …]']
+// node bench/tune_linear.mjs [--m 512] [--k 2048] [--n 3072] [--configs '[[NB, workgroupSize], …]']
 //
-// MLALinear's program (y = x·wᵀ) alone on webgpu in Node, for each (R = rows of w per
+// MLALinear's program (y = x·wᵀ) alone on webgpu in Node, for each (NB = rows of w per
 // invocation, workgroup size), against tf.matMul(x, w, false, true) on the same device in the
 // same run: median ms of one call (K calls back to back, one sync, its latency removed),
 // GFLOP/s and max |Δ| to tf.matMul. For choosing LinearProgram's defaults.
@@ -19,7 +19,8 @@ const nodeSetup = await import('../dist/node.js');
 await nodeSetup.rerunWithVulkanLoader();
 const tf = await import('@tensorflow/tfjs-core');
 await import('../dist/index.js');
-const {LinearProgram, linearUniforms} = await import('../dist/kernels/webgpu/linear_webgpu.js');
+const {LinearProgram, linearVectorWidth, MAX_ROWS_PER_INVOCATION} = await import('../dist/kernels/webgpu/linear_webgpu.js');
+const {linearLayout} = await import('../dist/kernels/layouts.js');
 const {BatchTimer, measureSyncLatency, median} = await import('./lib/timing.mjs');
 const model = await import('./lib/model.mjs');
 await nodeSetup.initNodeWebGPU();
@@ -40,11 +41,15 @@ const reference = tf.matMul(x, w, false, true);
 const referenceValues = await reference.data();
 await measure(`tf.matMul`, () => tf.matMul(x, w, false, true));
 const backend = tf.backend();
-for (const [R, workgroupSize] of configs) {
-  const make = () => new LinearProgram(null, M, K, N, R, workgroupSize);
+const layout = linearLayout([M, K], [N, K], null, false);
+for (const [NB, workgroupSize] of configs) {
+  const make = () => new LinearProgram({
+    rowsPerInvocation: Math.min(M, MAX_ROWS_PER_INVOCATION), colsPerInvocation: NB, workgroupSize,
+    vectorWidth: linearVectorWidth(layout), secondWeight: false, rmsNorm: false, ropeTail: null,
+  }, {...layout, eps: 0, tail: null}, layout.outputShape);
   const run = () => {
     const program = make();
-    const info = backend.runWebGPUProgram(program, [x, w], 'float32', linearUniforms(M, K, N, program));
+    const info = backend.runWebGPUProgram(program, [x, w], 'float32', program.uniformValues());
     return tf.engine().makeTensorFromTensorInfo(info);
   };
   const y = run();
@@ -52,7 +57,7 @@ for (const [R, workgroupSize] of configs) {
   y.dispose();
   let maxDiff = 0;
   for (let i = 0; i < values.length; i++) maxDiff = Math.max(maxDiff, Math.abs(values[i] - referenceValues[i]));
-  await measure(`MLALinear R=${R} WG=${workgroupSize}`, run, `  max|Δ| ${maxDiff.toExponential(2)}`);
+  await measure(`MLALinear NB=${NB} WG=${workgroupSize}`, run, `  max|Δ| ${maxDiff.toExponential(2)}`);
 }
 tf.dispose([x, w, reference]);
 await nodeSetup.releaseNodeWebGPU();

@@ -140,15 +140,8 @@ export function decodeCache(kvParams, B, S0) {
 
 /** tokenInfo rows (b, p, slot) and the lookup table of a collection, as tensors. */
 export function stepTensors(collection) {
-  const info = [];
-  collection.seqIds.forEach((_, b) => {
-    const cached = collection.cacheLengths[b];
-    for (let i = 0; i < collection.numNewTokens[b]; i++) {
-      info.push(b, cached + i, collection.slotOf(b, cached + i));
-    }
-  });
-  return {
-    tokenInfo: tf.tensor2d(info, [info.length / 3, 3], 'int32'),
-    lookup: tf.tensor2d(collection.lookupValues(), [collection.batchSize, collection.maxPagesPerSeq], 'int32'),
-  };
+  // The step's own plan (what every layer of the step reads): owned by the collection, freed
+  // when its cache steps, rolls back or is disposed.
+  const plan = collection.plan;
+  return {tokenInfo: plan.tokenInfoTensor2d(), lookup: plan.lookupTensor2d()};
 }
