@@ -1,9 +1,12 @@
 export {registerMLAKernels} from './register.js';
 export * from './kernels/kernel_names.js';
 export {fusedRope, mlaDecode, mlaPrefill, mergeAttentionPartials, mlaLinear} from './ops/mla_ops.js';
+export type {MLALinearOptions} from './ops/mla_ops.js';
 export * from './rope/rotary_embedding.js';
 export * from './cache/kv_cache_params.js';
 export * from './cache/paged_kv_cache.js';
+export {StepPlan} from './cache/step_plan.js';
+export type {PlannedPrefill} from './cache/step_plan.js';
 export * from './layers/latent_attention_with_rope.js';
 export {latentAttentionWithRope} from './layers/factory.js';
 export * from './layers/prefill_metadata.js';
