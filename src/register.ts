@@ -3,15 +3,19 @@ import {fusedRopeCpuConfig} from './kernels/cpu/FusedRope.js';
 import {mlaDecodeCpuConfig} from './kernels/cpu/MLADecode.js';
 import {mlaPrefillCpuConfig} from './kernels/cpu/MLAPrefill.js';
 import {linearCpuConfig} from './kernels/cpu/Linear.js';
-import {mlaPrefillGradConfig} from './kernels/gradients.js';
+import {gatherRowsCpuConfig} from './kernels/cpu/GatherRows.js';
+import {packHalfCpuConfig, unpackHalfCpuConfig} from './kernels/cpu/HalfConvert.js';
+import {mlaLinearGradConfig, mlaPrefillGradConfig} from './kernels/gradients.js';
 import {webgpuKernelConfigs} from './kernels/webgpu/index.js';
 
 const cpuKernelConfigs: tf.KernelConfig[] =
-    [fusedRopeCpuConfig, mlaPrefillCpuConfig, mlaDecodeCpuConfig, linearCpuConfig];
+    [fusedRopeCpuConfig, mlaPrefillCpuConfig, mlaDecodeCpuConfig, linearCpuConfig, gatherRowsCpuConfig,
+     packHalfCpuConfig, unpackHalfCpuConfig];
 
 /**
- * Registers MLAPrefill, MLADecode, FusedRope and MLALinear for 'cpu' and 'webgpu', and the gradient of
- * MLAPrefill (the kernel of the layer's no-cache path). Idempotent:
+ * Registers MLAPrefill, MLADecode, FusedRope, MLALinear, MLAGatherRows, MLAPackHalf and
+ * MLAUnpackHalf for 'cpu' and 'webgpu', the gradient of MLAPrefill (the kernel of the layer's
+ * no-cache path) and MLALinear's (an Error: 16-bit layers are inference-only). Idempotent:
  * a kernel already registered under its name and backend is left as it is.
  * Importing the package root calls it.
  */
@@ -21,8 +25,8 @@ export function registerMLAKernels(): void {
       tf.registerKernel(config);
     }
   }
-  if (tf.getGradient(mlaPrefillGradConfig.kernelName) === undefined) {
-    tf.registerGradient(mlaPrefillGradConfig);
+  for (const gradient of [mlaPrefillGradConfig, mlaLinearGradConfig]) {
+    if (tf.getGradient(gradient.kernelName) === undefined) tf.registerGradient(gradient);
   }
 }
 

@@ -2,6 +2,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import {checkInteger} from '../ops/check.js';
 import {KVCacheParams} from './kv_cache_params.js';
 import {StepPlan} from './step_plan.js';
+import {packHalf, unpackHalf} from '../precision/half.js';
 
 interface SequenceState {
   /** Committed tokens (advanced by step). */
@@ -132,8 +133,14 @@ export class PagedKVCache {
     this.totalNumPages = options.totalNumPages;
     this.storages = [];
     for (let layer = 0; layer < params.numLayers; layer++) {
-      this.storages.push(tf.keep(tf.fill(
-          [this.totalNumPages, params.pageSize, params.rowWidth], fillValue, 'float32') as tf.Tensor3D));
+      const shape: [number, number, number] = [this.totalNumPages, params.pageSize, params.storedRowWidth];
+      const half = params.halfDtype;
+      // 16-bit rows: every word holds fillValue twice (rounded like any stored value), made on
+      // the host (tfjs's webgpu fill passes its value as a float32, which rounds such words).
+      const word = half === null ? 0 : packHalf([fillValue, fillValue], half)[0];
+      this.storages.push(tf.keep(half === null ? tf.fill(shape, fillValue, 'float32') as tf.Tensor3D :
+          word === 0 ? tf.zeros(shape, 'int32') as tf.Tensor3D :
+          tf.tensor3d(new Int32Array(shape[0] * shape[1] * shape[2]).fill(word), shape, 'int32')));
     }
     // Lowest page first, so a fresh cache fills pages in order.
     this.freePages = [];
@@ -267,23 +274,35 @@ export class PagedKVCache {
     });
   }
 
-  /** The storage of one layer: [totalNumPages, pageSize, headDim], owned by the cache. */
+  /**
+   * The storage of one layer, owned by the cache: float32 [totalNumPages, pageSize, headDim], or
+   * with a 16-bit dtype int32 [totalNumPages, pageSize, headDim / 2] (two values a word).
+   */
   storage(layerIdx = 0): tf.Tensor3D {
     this.assertLive();
     checkInteger('layerIdx', layerIdx, 0, this.params.numLayers - 1);
     return this.storages[layerIdx];
   }
 
-  /** The committed rows of a sequence in one layer, [cacheLength, headDim] (async: no GPU stall). */
+  /**
+   * The committed rows of a sequence in one layer, [cacheLength, headDim], widened to float32
+   * (the stored values exactly). Async: no GPU stall.
+   */
   async readSequence(seqId: number, layerIdx = 0): Promise<Float32Array> {
     const state = this.sequenceState('readSequence seqId', seqId);
-    const all = await this.storage(layerIdx).data() as Float32Array;
+    const all = await this.storage(layerIdx).data() as Float32Array|Int32Array;
     const width = this.params.rowWidth;
+    const stored = this.params.storedRowWidth;
+    const half = this.params.halfDtype;
     const pageSize = this.params.pageSize;
     const out = new Float32Array(state.length * width);
     for (let k = 0; k < state.length; k++) {
       const row = state.pages[Math.floor(k / pageSize)] * pageSize + (k % pageSize);
-      out.set(all.subarray(row * width, (row + 1) * width), k * width);
+      if (half === null) {
+        out.set(all.subarray(row * width, (row + 1) * width), k * width);
+      } else {
+        unpackHalf(all, half, width, row * 2 * stored, out.subarray(k * width, (k + 1) * width));
+      }
     }
     return out;
   }

@@ -1,6 +1,6 @@
 import * as tf from '@tensorflow/tfjs-core';
 import {mlaPrefillCompositeGrad} from '../ops/differentiable.js';
-import {MLA_PREFILL, MLAPrefillAttrs} from './kernel_names.js';
+import {LINEAR, MLA_PREFILL, MLAPrefillAttrs} from './kernel_names.js';
 
 /**
  * The gradient of MLAPrefill (the kernel of the layer's no-cache path), for every backend:
@@ -25,5 +25,19 @@ export const mlaPrefillGradConfig: tf.GradConfig = {
       tokenInfo: () => tf.zerosLike(tokenInfo),
       chunkInfo: () => tf.zerosLike(chunkInfo),
     };
+  },
+};
+
+/**
+ * MLALinear has no gradient: the layer's float32 training path uses tf.matMul. Reaching it
+ * means gradients through a 16-bit layer (whose products must read packed weights): an Error
+ * that says so, instead of tfjs's "gradient function not found".
+ */
+export const mlaLinearGradConfig: tf.GradConfig = {
+  kernelName: LINEAR,
+  gradFunc: () => {
+    throw new Error('MLALinear has no gradient: LatentAttentionWithRope layers with 16-bit weights ' +
+                    "(dtype 'bfloat16' or 'float16') are inference-only; train a float32 layer " +
+                    '(its no-cache apply path is differentiable) and load its weights into the 16-bit one');
   },
 };

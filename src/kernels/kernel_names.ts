@@ -28,7 +28,8 @@
  *   freqsCis:  float32 [maxSeqLen, R]  rows [cos0, sin0, cos1, sin1, …] (YaRN factor included)
  *   tokenInfo: int32   [T, 3]          (b, p, slot) as above; only p and slot are read
  *   cache:     float32 [pages, pageSize, D]  WRITTEN IN PLACE: row `slot` becomes
- *              [RMSNorm(c_kv; gamma, eps) | rope(k_pe, p)]
+ *              [RMSNorm(c_kv; gamma, eps) | rope(k_pe, p)] (or packed 16-bit, attrs.cacheDtype:
+ *              the row rounded to nearest-even)
  *   wUkT:      float32 [H, L, N]       optional: W_UK per head as [out, in] (the absorbed path)
  * attrs:
  *   eps:          number   RMSNorm epsilon
@@ -95,7 +96,8 @@ export const MLA_DECODE = 'MLADecode';
  *   x:      float32 [M, Kx] with Kx ≥ K (the first K columns of each row are read; the op
  *           accepts Kx > K only with its readFirstColumns option),
  *           or [G, M, K] (one product per batch entry g), or with attrs.tokenMajor [M, G, K]
- *   w:      float32 [N1, K], or [G, N1, K] with a batch dim
+ *   w:      float32 [N1, K], or [G, N1, K] with a batch dim; with attrs.weightDtype 16-bit,
+ *           int32 [(G,) N1, K / 2] (see WeightDtype)
  *   w2:     float32 [N2, K]  optional, 2-D x only: output columns N1..N1+N2 use w2's rows
  *           (one product over the concatenation [w; w2] without a concatenated copy: MAX's wqkv)
  *   gamma:  float32 [K]      optional, with attrs.normEps: each x row is replaced by
@@ -108,18 +110,59 @@ export const MLA_DECODE = 'MLADecode';
  */
 export const LINEAR = 'MLALinear';
 
+/**
+ * MLAGatherRows: cache rows by slot, widened to float32 (the prefill path's latent rows before
+ * the kv_b_proj decompression).
+ *
+ * inputs:
+ *   cache:  [pages, pageSize, D] float32, or packed int32 (attrs.cacheDtype)
+ *   slots:  int32 [rows]   flat cache rows (page · pageSize + row in page)
+ * attrs:
+ *   cacheDtype:  CacheDtype
+ *   columns:     number  C ≤ D: the first C values of each row are returned
+ * output:
+ *   float32 [rows, C]: out[r, c] = cache row slots[r], value c.
+ */
+export const MLA_GATHER_ROWS = 'MLAGatherRows';
+
+export interface MLAGatherRowsAttrs {
+  cacheDtype: CacheDtype;
+  columns: number;
+}
+
+/**
+ * How the `cache` input of FusedRope, MLADecode, MLAPrefill and MLAGatherRows stores its rows:
+ * 'float32' (default): float32 [pages, pageSize, D]; 'bfloat16' / 'float16': int32
+ * [pages, pageSize, D / 2], two values rounded to nearest-even per word (value 2i in the low
+ * 16 bits of word i; see src/precision/half.ts). Kernels widen on read and round on write;
+ * arithmetic stays float32.
+ */
+export type CacheDtype = 'float32'|'bfloat16'|'float16';
+
+/**
+ * How MLALinear's w / w2 and FusedRope's wUkT store their values: 'float32' (default), or
+ * 'bfloat16' / 'float16' packed two per int32 word along the last (input, K) axis, so a
+ * [N, K] weight is an int32 [N, K / 2] tensor (value 2i in the low 16 bits of word i).
+ */
+export type WeightDtype = 'float32'|'bfloat16'|'float16';
+
 export interface FusedRopeAttrs {
   eps: number;
   interleaved: boolean;
+  cacheDtype?: CacheDtype;
   /** H, with a 2-D q. */
   numHeads?: number;
   /** N, with a 2-D q. */
   qkNopeHeadDim?: number;
+  /** How wUkT is stored (16-bit: int32 [H, L, N / 2]). */
+  weightDtype?: WeightDtype;
 }
 
 export interface MLALinearAttrs {
   /** With the gamma input: the RMSNorm epsilon. */
   normEps?: number;
+  /** How w and w2 are stored (K = 2 × their last dim when 16-bit). */
+  weightDtype?: WeightDtype;
   /** x [M, G, K] and y [M, G, N]. */
   tokenMajor?: boolean;
 }
@@ -127,10 +170,34 @@ export interface MLALinearAttrs {
 export interface MLAPrefillAttrs {
   scale: number;
   qkNopeHeadDim: number;
+  cacheDtype?: CacheDtype;
 }
 
 export interface MLADecodeAttrs {
   scale: number;
   kvLoraRank: number;
   maxContextLength: number;
+  cacheDtype?: CacheDtype;
+}
+
+/**
+ * MLAPackHalf: float32 values rounded to 16 bits (nearest-even) and packed two per int32 word.
+ *
+ * inputs:  x: float32 [..., K], K even
+ * attrs:   dtype: 'bfloat16' | 'float16'
+ * output:  int32 [..., K / 2]: word i = bits(x[2i]) | bits(x[2i + 1]) << 16.
+ */
+export const MLA_PACK_HALF = 'MLAPackHalf';
+
+/**
+ * MLAUnpackHalf: the inverse of MLAPackHalf, exactly.
+ *
+ * inputs:  words: int32 [..., K / 2]
+ * attrs:   dtype: 'bfloat16' | 'float16'
+ * output:  float32 [..., K].
+ */
+export const MLA_UNPACK_HALF = 'MLAUnpackHalf';
+
+export interface MLAHalfAttrs {
+  dtype: 'bfloat16'|'float16';
 }

@@ -22,8 +22,10 @@ export interface LinearLayout {
 }
 
 export function linearLayout(xShape: readonly number[], wShape: readonly number[],
-                             w2Shape: readonly number[]|null, tokenMajor: boolean): LinearLayout {
-  const k = wShape[wShape.length - 1];
+                             w2Shape: readonly number[]|null, tokenMajor: boolean,
+                             weightDtype: string = 'float32'): LinearLayout {
+  // A 16-bit weight holds two values a word along K.
+  const k = wShape[wShape.length - 1] * (weightDtype === 'float32' ? 1 : 2);
   const n1 = wShape[wShape.length - 2];
   const n = n1 + (w2Shape === null ? 0 : w2Shape[0]);
   if (xShape.length === 2) {
@@ -80,4 +82,10 @@ export function fusedRopeLayout(
   const absorbed = wUkTShape !== null;
   const outputShape = [numTokens, numHeads, (absorbed ? latentDim : nopeDim) + ropeDim];
   return {numTokens, numHeads, nopeDim, ropeDim, latentDim, qRowStride, absorbed, outputShape};
+}
+
+/** D, the values of a cache row, from the cache tensor's shape and its storage dtype. */
+export function cacheRowWidth(cacheShape: readonly number[], cacheDtype: string|undefined): number {
+  const stored = cacheShape[cacheShape.length - 1];
+  return cacheDtype === 'bfloat16' || cacheDtype === 'float16' ? 2 * stored : stored;
 }

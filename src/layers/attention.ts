@@ -9,7 +9,8 @@
 import * as tf from '@tensorflow/tfjs-core';
 import type {StepPlan} from '../cache/step_plan.js';
 import {applyRope, rmsNorm} from '../ops/differentiable.js';
-import {fusedRope, mergeAttentionPartials, mlaDecode, mlaLinear, mlaPrefill} from '../ops/mla_ops.js';
+import type {CacheDtype, WeightDtype} from '../kernels/kernel_names.js';
+import {fusedRope, mergeAttentionPartials, mlaDecode, mlaGatherRows, mlaLinear, MLALinearOptions, mlaPrefill} from '../ops/mla_ops.js';
 import type {RotaryEmbedding} from '../rope/rotary_embedding.js';
 import type {MLADims} from './config.js';
 import {useLinearKernel} from './linear_policy.js';
@@ -24,8 +25,22 @@ export interface AttentionParts {
   scale: number;
   rmsNormEps: number;
   bufferSize: number;
+  /** Weight `name` as stored: float32 [out, in], or 16-bit words [out, in / 2] (weightDtype). */
   weight(name: HFWeightName): tf.Tensor;
+  weightDtype(name: HFWeightName): WeightDtype;
   absorbed(): AbsorbedWeights;
+}
+
+/**
+ * x · Wᵀ for the weight `name` ([out, in]): MLALinear when `viaLinear` or the weight is 16-bit
+ * (tf.matMul cannot read packed words), else tf.matMul. `options` go to MLALinear.
+ */
+function project(parts: AttentionParts, x: tf.Tensor2D, name: HFWeightName, viaLinear: boolean,
+                 options: MLALinearOptions = {}): tf.Tensor2D {
+  const w = parts.weight(name) as tf.Tensor2D;
+  const weightDtype = parts.weightDtype(name);
+  if (viaLinear || weightDtype !== 'float32') return mlaLinear(x, w, {...options, weightDtype});
+  return tf.matMul(x, w, false, true);
 }
 
 /** One chunk of the prefill path with its device tensors. */
@@ -44,31 +59,32 @@ interface ChunkTensors {
  * (1; q-LoRA: 2), FusedRope (2: cache write, query), MLADecode (1, or 2 with a split context),
  * W_UV (1), o_proj (1) — no split, concat or transpose between them.
  */
-export function cachedStep(parts: AttentionParts, x: tf.Tensor2D, cache: tf.Tensor3D, plan: StepPlan,
-                           chunks: ChunkTensors[]|null): tf.Tensor2D {
+export function cachedStep(parts: AttentionParts, x: tf.Tensor2D, cache: tf.Tensor3D,
+                           cacheDtype: CacheDtype, plan: StepPlan, chunks: ChunkTensors[]|null): tf.Tensor2D {
   const d = parts.dims;
   const numTokens = x.shape[0];
   const viaLinear = useLinearKernel(numTokens);
   const tokenInfo = plan.tokenInfoTensor2d();
   const {q, kv} = projectForCache(parts, x, viaLinear);
   const ropeAttrs = {eps: parts.rmsNormEps, interleaved: parts.rope.interleaved,
-                     numHeads: d.numHeads, qkNopeHeadDim: d.qkNopeHeadDim};
+                     numHeads: d.numHeads, qkNopeHeadDim: d.qkNopeHeadDim, cacheDtype};
   const gamma = parts.weight('kv_a_layernorm.weight') as tf.Tensor1D;
   let attention: tf.Tensor2D;
   if (chunks === null) {
     const {wUkT, wUvT} = parts.absorbed();
-    const query = fusedRope(q, kv, gamma, parts.rope.freqsCis, tokenInfo, cache, ropeAttrs, wUkT);
+    const query = fusedRope(q, kv, gamma, parts.rope.freqsCis, tokenInfo, cache,
+                            {...ropeAttrs, weightDtype: parts.weightDtype('kv_b_proj.weight')}, wUkT);
     const outLatent = mlaDecode(query, cache, plan.lookupTensor2d(), tokenInfo,
                                 {scale: parts.scale, kvLoraRank: d.kvLoraRank,
-                                 maxContextLength: plan.maxContextLength});
-    const out = mlaLinear(outLatent, wUvT, {tokenMajor: true});  // [T, H, V]
+                                 maxContextLength: plan.maxContextLength, cacheDtype});
+    const out = mlaLinear(outLatent, wUvT, {tokenMajor: true, weightDtype: parts.weightDtype('kv_b_proj.weight')});  // [T, H, V]
     attention = tf.reshape(out, [numTokens, d.numHeads * d.vHeadDim]);
   } else {
     const qRoped = fusedRope(q, kv, gamma, parts.rope.freqsCis, tokenInfo, cache, ropeAttrs);
-    attention = decompressedAttention(parts, qRoped, cache, plan.lookupTensor2d(), tokenInfo, chunks,
-                                      viaLinear);
+    attention = decompressedAttention(parts, qRoped, cache, cacheDtype, plan.lookupTensor2d(), tokenInfo,
+                                      chunks, viaLinear);
   }
-  return linear(parts, attention, 'o_proj.weight', viaLinear);
+  return project(parts, attention, 'o_proj.weight', viaLinear);
 }
 
 /**
@@ -79,32 +95,25 @@ export function cachedStep(parts: AttentionParts, x: tf.Tensor2D, cache: tf.Tens
  */
 function projectForCache(parts: AttentionParts, x: tf.Tensor2D, viaLinear: boolean):
     {q: tf.Tensor2D, kv: tf.Tensor2D} {
-  const kvA = parts.weight('kv_a_proj_with_mqa.weight') as tf.Tensor2D;
   const input = tf.cast(x, 'float32') as tf.Tensor2D;
-  if (parts.dims.qLoraRank === null) {
-    const qWeight = parts.weight('q_proj.weight') as tf.Tensor2D;
-    if (viaLinear) {
-      const qkv = mlaLinear(input, qWeight, {w2: kvA});
-      return {q: qkv, kv: qkv};
-    }
-    return {q: tf.matMul(input, qWeight, false, true), kv: tf.matMul(input, kvA, false, true)};
-  }
-  const qA = parts.weight('q_a_proj.weight') as tf.Tensor2D;
+  const kvName: HFWeightName = 'kv_a_proj_with_mqa.weight';
+  const qName: HFWeightName = parts.dims.qLoraRank === null ? 'q_proj.weight' : 'q_a_proj.weight';
+  const linearPath = viaLinear || parts.weightDtype(qName) !== 'float32';
+  // One product over [q (or q_a); kv_a] when MLALinear runs it.
+  const first = linearPath ?
+      project(parts, input, qName, true, {w2: parts.weight(kvName) as tf.Tensor2D}) :
+      project(parts, input, qName, false);
+  const kv = linearPath ? first : project(parts, input, kvName, false);
+  if (parts.dims.qLoraRank === null) return {q: first, kv};
   const qNorm = parts.weight('q_a_layernorm.weight') as tf.Tensor1D;
-  const qB = parts.weight('q_b_proj.weight') as tf.Tensor2D;
-  if (viaLinear) {
-    const qkvA = mlaLinear(input, qA, {w2: kvA});
-    return {q: mlaLinear(qkvA, qB, {gamma: qNorm, normEps: parts.rmsNormEps, readFirstColumns: true}), kv: qkvA};
+  if (linearPath) {
+    return {q: project(parts, first, 'q_b_proj.weight', true,
+                       {gamma: qNorm, normEps: parts.rmsNormEps, readFirstColumns: true}), kv};
   }
-  const normed = rmsNorm(tf.matMul(input, qA, false, true), qNorm, parts.rmsNormEps) as tf.Tensor2D;
-  return {q: tf.matMul(normed, qB, false, true), kv: tf.matMul(input, kvA, false, true)};
+  const normed = rmsNorm(first, qNorm, parts.rmsNormEps) as tf.Tensor2D;
+  return {q: project(parts, normed, 'q_b_proj.weight', false), kv};
 }
 
-/** x · Wᵀ for the weight `name` ([out, in]): MLALinear or tf.matMul. */
-function linear(parts: AttentionParts, x: tf.Tensor2D, name: HFWeightName, viaLinear: boolean): tf.Tensor2D {
-  const w = parts.weight(name) as tf.Tensor2D;
-  return viaLinear ? mlaLinear(x, w) : tf.matMul(x, w, false, true);
-}
 
 /**
  * The prefill path: per chunk of at most bufferSize context rows, gather the latent rows,
@@ -113,25 +122,32 @@ function linear(parts: AttentionParts, x: tf.Tensor2D, name: HFWeightName, viaLi
  * (MLAPrefill has a gradient): the no-cache path uses it with a dense `cache`.
  */
 function decompressedAttention(parts: AttentionParts, qRoped: tf.Tensor3D, cache: tf.Tensor3D,
-                               lookup: tf.Tensor2D, tokenInfo: tf.Tensor2D, chunks: ChunkTensors[],
-                               viaLinear: boolean): tf.Tensor2D {
+                               cacheDtype: CacheDtype, lookup: tf.Tensor2D, tokenInfo: tf.Tensor2D,
+                               chunks: ChunkTensors[], viaLinear: boolean): tf.Tensor2D {
   const d = parts.dims;
   const [numTokens, numHeads] = qRoped.shape;
   const rowWidth = d.kvLoraRank + d.qkRopeHeadDim;
-  const cacheRows = tf.reshape(cache, [-1, rowWidth]);
-  const kvB = parts.weight('kv_b_proj.weight') as tf.Tensor2D;
+  const cacheRows = cacheDtype === 'float32' ? tf.reshape(cache, [-1, rowWidth]) : null;
   let merged: tf.Tensor3D|null = null;
   for (const chunk of chunks) {
     // Each chunk is freed before the next, so memory stays bounded by bufferSize rows.
     const part = tf.tidy(() => {
-      const rows = tf.gather(cacheRows, chunk.slots) as tf.Tensor2D;
       const numRows = chunk.slots.shape[0];
-      // MLALinear reads the first L columns of each gathered row itself.
-      const decompressed = viaLinear ? mlaLinear(rows, kvB, {readFirstColumns: true}) :
-          tf.matMul(tf.slice(rows, [0, 0], [numRows, d.kvLoraRank]), kvB, false, true);
+      let decompressed: tf.Tensor2D;
+      if (cacheRows === null) {
+        // A 16-bit cache: its latent rows widened by one gather (float32, bufferSize rows at most).
+        const latent = mlaGatherRows(cache, chunk.slots, {cacheDtype, columns: d.kvLoraRank});
+        decompressed = project(parts, latent, 'kv_b_proj.weight', viaLinear);
+      } else {
+        const rows = tf.gather(cacheRows, chunk.slots) as tf.Tensor2D;
+        // MLALinear reads the first L columns of each gathered row itself.
+        decompressed = viaLinear || parts.weightDtype('kv_b_proj.weight') !== 'float32' ?
+            project(parts, rows, 'kv_b_proj.weight', true, {readFirstColumns: true}) :
+            project(parts, tf.slice(rows, [0, 0], [numRows, d.kvLoraRank]) as tf.Tensor2D, 'kv_b_proj.weight', false);
+      }
       const kvBuffer = tf.reshape(decompressed, [numRows, numHeads, d.qkNopeHeadDim + d.vHeadDim]) as tf.Tensor3D;
       return mlaPrefill(qRoped, kvBuffer, cache, lookup, tokenInfo, chunk.chunkInfo,
-                        {scale: parts.scale, qkNopeHeadDim: d.qkNopeHeadDim});
+                        {scale: parts.scale, qkNopeHeadDim: d.qkNopeHeadDim, cacheDtype});
     });
     if (merged === null) {
       merged = part;
@@ -166,7 +182,9 @@ export function attendWithoutCache(parts: AttentionParts, x: tf.Tensor): tf.Tens
   const contexts = new Array<number>(batch).fill(seqLen);
   const plannedChunks: PrefillChunk[] =
       prefillChunks(planPrefillChunks(contexts, seqLen, parts.bufferSize), contexts, slotOf);
-  const matMulT = (a: tf.Tensor, name: HFWeightName) => tf.matMul(a, parts.weight(name), false, true);
+  // tf.matMul keeps float32 layers differentiable; 16-bit weights go through MLALinear
+  // (inference-only: its gradient is an Error saying so).
+  const matMulT = (a: tf.Tensor, name: HFWeightName) => project(parts, a as tf.Tensor2D, name, false);
   return tf.tidy(() => {
     const flat = tf.reshape(tf.cast(x, 'float32'), [numTokens, d.hiddenSize]) as tf.Tensor2D;
     const positions = tf.tensor1d(Array.from({length: numTokens}, (_, t) => t % seqLen), 'int32');
@@ -189,8 +207,8 @@ export function attendWithoutCache(parts: AttentionParts, x: tf.Tensor): tf.Tens
       slots: tf.tensor1d(chunk.slots, 'int32'),
       chunkInfo: tf.tensor2d(chunk.chunkInfo, [batch, 3], 'int32'),
     }));
-    const attention = decompressedAttention(
-        parts, qRoped, denseCache, lookup, tf.tensor2d(tokenInfo, [numTokens, 3], 'int32'), chunks, false);
+    const attention = decompressedAttention(parts, qRoped, denseCache, 'float32', lookup,
+                                            tf.tensor2d(tokenInfo, [numTokens, 3], 'int32'), chunks, false);
     const y = matMulT(attention, 'o_proj.weight');
     return tf.reshape(y, x.shape);
   });

@@ -7,6 +7,7 @@ import {checkInteger} from '../ops/check.js';
 import {RotaryEmbedding} from '../rope/rotary_embedding.js';
 import {chooseMLAPrefillTiling} from '../kernels/webgpu/mla_prefill_webgpu.js';
 import {DeviceRef} from './sharding.js';
+import type {WeightDtype} from '../kernels/kernel_names.js';
 
 export type GraphMode = 'prefill'|'decode'|'auto';
 
@@ -20,13 +21,17 @@ export interface LatentAttentionWithRopeArgs {
   numKeyValueHeads: number;
   hiddenSize: number;
   kvParams: KVCacheParams;
-  /** Only 'float32' for now. */
-  dtype?: 'float32';
+  /**
+   * How the projection weights (and the derived W_UK / W_UV) are stored: 'float32' (default),
+   * or 'bfloat16' / 'float16', rounded to nearest-even and packed two per int32 word (half the
+   * bytes; arithmetic stays float32). 16-bit layers are inference-only.
+   */
+  dtype?: WeightDtype;
   devices?: DeviceRef[];
   /** Only the built-in dense projection ('Linear' or unset) for now. */
   linearCls?: 'Linear'|null;
-  /** Only 'float32' for now. */
-  oProjDtype?: 'float32'|null;
+  /** o_proj's storage dtype (default: dtype). */
+  oProjDtype?: WeightDtype|null;
   /** Quantized o_proj is not supported yet: must be unset. */
   oProjQuantConfig?: null;
   /** Base softmax scale; λ = rope.computeScale(scale ?? (N+R)^−0.5). */
@@ -39,8 +44,11 @@ export interface LatentAttentionWithRopeArgs {
   /** Rows of the temporary decompressed K/V of the prefill path (longer contexts go chunk by chunk). */
   bufferSize?: number;
   graphMode?: GraphMode;
-  /** Only 'float32' for now. */
-  normDtype?: 'float32'|null;
+  /**
+   * The norm weights' dtype (default: dtype): their values are rounded to it; they stay float32
+   * tensors (a few KB: q_a_layernorm and kv_a_layernorm).
+   */
+  normDtype?: WeightDtype|null;
   /** RMSNorm epsilon of q_a_layernorm and kv_a_layernorm. */
   rmsNormEps?: number;
   name?: string;
@@ -66,6 +74,9 @@ export interface MLADims {
 
 /** The validated arguments with their defaults filled in. */
 export interface ResolvedArgs extends MLADims {
+  dtype: WeightDtype;
+  oProjDtype: WeightDtype;
+  normDtype: WeightDtype;
   rope: RotaryEmbedding;
   numKeyValueHeads: number;
   kvParams: KVCacheParams;
@@ -93,7 +104,19 @@ export function resolveArgs(args: LatentAttentionWithRopeArgs): ResolvedArgs {
   checkInteger('LatentAttentionWithRope hiddenSize', args.hiddenSize, 1);
   const qLoraRank = args.qLoraRank ?? null;
   if (qLoraRank !== null) checkInteger('LatentAttentionWithRope qLoraRank', qLoraRank, 1);
+  for (const [option, value] of [['dtype', args.dtype], ['oProjDtype', args.oProjDtype],
+                                 ['normDtype', args.normDtype]] as const) {
+    if (value !== undefined && value !== null && value !== 'float32' && value !== 'bfloat16' &&
+        value !== 'float16') {
+      throw new Error(`LatentAttentionWithRope ${option}: expected 'float32', 'bfloat16' or 'float16', ` +
+                      `got '${String(value)}'`);
+    }
+  }
+  const dtype = args.dtype ?? 'float32';
   const resolved: ResolvedArgs = {
+    dtype,
+    oProjDtype: args.oProjDtype ?? dtype,
+    normDtype: args.normDtype ?? dtype,
     rope: args.rope,
     numHeads: args.numAttentionHeads,
     numKeyValueHeads: args.numKeyValueHeads,
@@ -122,10 +145,18 @@ export function resolveArgs(args: LatentAttentionWithRopeArgs): ResolvedArgs {
   if (resolved.scaleArg !== null && !(resolved.scaleArg > 0)) {
     throw new Error(`LatentAttentionWithRope scale: expected a positive number, got ${resolved.scaleArg}`);
   }
-  for (const [option, value] of [['dtype', args.dtype], ['oProjDtype', args.oProjDtype],
-                                 ['normDtype', args.normDtype]] as const) {
-    if (value !== undefined && value !== null && value !== 'float32') {
-      throw new Error(`LatentAttentionWithRope ${option}: only 'float32' is supported, got '${value}'`);
+  // 16-bit weights pack two values a word along their input axis (and W_UK^T along N).
+  const packedInputs: Array<[string, number, WeightDtype]> = [
+    ['hiddenSize', resolved.hiddenSize, resolved.dtype],
+    ['qLoraRank', resolved.qLoraRank ?? 0, resolved.dtype],
+    ['kvLoraRank', resolved.kvLoraRank, resolved.dtype],
+    ['qkNopeHeadDim', resolved.qkNopeHeadDim, resolved.dtype],
+    ['numAttentionHeads · vHeadDim', resolved.numHeads * resolved.vHeadDim, resolved.oProjDtype],
+  ];
+  for (const [what, size, dtype] of packedInputs) {
+    if (dtype !== 'float32' && size % 2 !== 0) {
+      throw new Error(`LatentAttentionWithRope ${what}: expected an even size with ${dtype} weights ` +
+                      `(two values a 32-bit word), got ${size}`);
     }
   }
   if (args.linearCls !== undefined && args.linearCls !== null && args.linearCls !== 'Linear') {

@@ -12,7 +12,9 @@ import {DeviceRef, ShardingStrategy} from './sharding.js';
 import {checkCollection, checkOffsets, checkPositions, checkPrefillMetadata} from './step_checks.js';
 import {samePrefillMetadata} from '../cache/step_plan.js';
 import {AbsorbedWeightCache, AbsorbedWeights, expectedWeightShapes, headBlock, HFWeightName, kvBHeads,
-        showShape} from './weights.js';
+        showShape, storageDtypeOf, storedShape} from './weights.js';
+import type {WeightDtype} from '../kernels/kernel_names.js';
+import {mlaPackHalf, mlaUnpackHalf} from '../ops/mla_ops.js';
 import '../register.js';
 
 export {MLA_DECODE_MAX_NEW_TOKENS} from './config.js';
@@ -53,6 +55,14 @@ export class LatentAttentionWithRope extends layers.Layer {
   readonly bufferSize: number;
   readonly graphMode: GraphMode;
   readonly rmsNormEps: number;
+  /**
+   * The `dtype` option: storage of the projection weights (and W_UK / W_UV), float32 or 16-bit
+   * packed. (tfjs's own `layer.dtype` stays the compute dtype, float32.)
+   */
+  readonly weightDtype: WeightDtype;
+  readonly oProjDtype: WeightDtype;
+  /** The norm weights' values are rounded to this (they stay float32 tensors). */
+  readonly normDtype: WeightDtype;
   /** The base scale as given (null: (N+R)^−0.5). */
   readonly scaleArg: number|null;
   private readonly dims: MLADims;
@@ -80,6 +90,9 @@ export class LatentAttentionWithRope extends layers.Layer {
     this.graphMode = resolved.graphMode;
     this.rmsNormEps = resolved.rmsNormEps;
     this.scaleArg = resolved.scaleArg;
+    this.weightDtype = resolved.dtype;
+    this.oProjDtype = resolved.oProjDtype;
+    this.normDtype = resolved.normDtype;
     this.dims = {
       numHeads: this.numAttentionHeads, hiddenSize: this.hiddenSize, qLoraRank: this.qLoraRank,
       kvLoraRank: this.kvLoraRank, qkNopeHeadDim: this.qkNopeHeadDim,
@@ -92,6 +105,7 @@ export class LatentAttentionWithRope extends layers.Layer {
         return layer.scale;
       },
       weight: (name) => this.weight(name),
+      weightDtype: (name) => this.storageDtype(name),
       absorbed: () => this.absorbedWeights(),
     };
   }
@@ -119,11 +133,27 @@ export class LatentAttentionWithRope extends layers.Layer {
     const scopePrefix = this.currentNameScopePrefix();
     const namePrefix = scopePrefix.endsWith(`${this.name}/`) ? '' : `${this.name}/`;
     for (const [name, shape] of this.expectedWeightShapes()) {
-      const initializer = name.endsWith('layernorm.weight') ? initializers.ones() :
-                                                             initializers.randomNormal({stddev: 0.02});
-      this.weightVars.set(name, this.addWeight(namePrefix + name, shape, 'float32', initializer));
+      const dtype = this.storageDtype(name);
+      if (dtype === 'float32') {
+        const initializer = name.endsWith('layernorm.weight') ? initializers.ones() :
+                                                               initializers.randomNormal({stddev: 0.02});
+        this.weightVars.set(name, this.addWeight(namePrefix + name, shape, 'float32', initializer));
+      } else {
+        // 16-bit: int32 words, not trainable (inference-only), initialized like float32 ones.
+        const variable = this.addWeight(namePrefix + name, storedShape(shape, dtype), 'int32',
+                                        initializers.zeros(), undefined, false);
+        const init = tf.tidy(() => mlaPackHalf(tf.randomNormal(shape, 0, 0.02), dtype));
+        variable.write(init);
+        init.dispose();
+        this.weightVars.set(name, variable);
+      }
     }
     this.built = true;
+  }
+
+  /** How weight `name` is stored. */
+  private storageDtype(name: HFWeightName): WeightDtype {
+    return storageDtypeOf(name, {dtype: this.weightDtype, oProjDtype: this.oProjDtype});
   }
 
   /** The tfjs-layers name scope in effect (not exported by tfjs-layers, so read off a probe). */
@@ -168,19 +198,36 @@ export class LatentAttentionWithRope extends layers.Layer {
     }
     this.build([null, this.hiddenSize]);
     for (const [name] of expected) {
-      const value = tf.tidy(() => tf.cast(weights[name], 'float32'));
+      const dtype = this.storageDtype(name);
+      const value = tf.tidy(() => {
+        const float = tf.cast(weights[name], 'float32');
+        if (dtype !== 'float32') return mlaPackHalf(float, dtype);  // rounded to nearest-even
+        // Norm weights keep float32 tensors with values of normDtype.
+        return name.endsWith('layernorm.weight') && this.normDtype !== 'float32' ?
+            mlaUnpackHalf(mlaPackHalf(float, this.normDtype), this.normDtype) : float;
+      });
       this.weightVars.get(name)!.write(value);
       value.dispose();
     }
     this.clearAbsorbedWeights();
   }
 
-  /** Copies of the weights under their HF names (the caller owns and disposes them). */
+  /**
+   * Copies of the weights under their HF names, float32 [out, in] holding the stored values
+   * exactly (16-bit weights widened). The caller owns and disposes them.
+   */
   stateDict(): Record<string, tf.Tensor> {
     this.assertWeightsReady('stateDict');
     const out: Record<string, tf.Tensor> = {};
-    for (const [name, variable] of this.weightVars) out[name] = tf.clone(variable.read());
+    for (const [name] of this.weightVars) out[name] = this.floatWeight(name);
     return out;
+  }
+
+  /** Weight `name` as a new float32 [out, in] tensor (widened from 16 bits when stored so). */
+  private floatWeight(name: HFWeightName): tf.Tensor {
+    const dtype = this.storageDtype(name);
+    const stored = this.weight(name);
+    return dtype === 'float32' ? tf.clone(stored) : mlaUnpackHalf(stored, dtype);
   }
 
   private weight(name: HFWeightName): tf.Tensor {
@@ -211,18 +258,18 @@ export class LatentAttentionWithRope extends layers.Layer {
    */
   get wqkv(): tf.Tensor2D {
     this.assertWeightsReady('wqkv');
-    const qWeight = this.weight(this.qLoraRank === null ? 'q_proj.weight' : 'q_a_proj.weight');
-    return tf.concat([qWeight, this.weight('kv_a_proj_with_mqa.weight')], 0) as tf.Tensor2D;
+    return tf.tidy(() => tf.concat([this.floatWeight(this.qLoraRank === null ? 'q_proj.weight' : 'q_a_proj.weight'),
+                                    this.floatWeight('kv_a_proj_with_mqa.weight')], 0) as tf.Tensor2D);
   }
 
   private kvBHeads(what: string, start: number, size: number): tf.Tensor3D {
     this.assertWeightsReady(what);
-    return kvBHeads(this.dims, this.weight('kv_b_proj.weight'), start, size);
+    return tf.tidy(() => kvBHeads(this.dims, this.floatWeight('kv_b_proj.weight'), start, size));
   }
 
-  /** W_UK and W_UV for the absorbed path, kept until kv_b_proj changes. */
+  /** W_UK and W_UV for the absorbed path (in the layer's dtype), kept until kv_b_proj changes. */
   private absorbedWeights(): AbsorbedWeights {
-    return this.absorbedCache.get(this.dims, this.weight('kv_b_proj.weight'));
+    return this.absorbedCache.get(this.dims, this.weight('kv_b_proj.weight'), this.storageDtype('kv_b_proj.weight'));
   }
 
   private clearAbsorbedWeights(): void {
@@ -276,10 +323,9 @@ export class LatentAttentionWithRope extends layers.Layer {
       });
       const weights = tf.tidy(() => {
         const out: Record<string, tf.Tensor> = {};
-        for (const [name, variable] of this.weightVars) {
-          out[name] = tensorParallel ? headBlock(this.dims, name, variable.read(), i * headsPerShard,
-                                                 headsPerShard) :
-                                       tf.clone(variable.read());
+        for (const [name] of this.weightVars) {
+          const value = this.floatWeight(name);  // exact: the shard rounds to the same values
+          out[name] = tensorParallel ? headBlock(this.dims, name, value, i * headsPerShard, headsPerShard) : value;
         }
         return out;
       });
@@ -339,14 +385,15 @@ export class LatentAttentionWithRope extends layers.Layer {
     const useDecodePath = this.graphMode === 'decode' ||
         (this.graphMode === 'auto' && plan.maxNewTokens <= MLA_DECODE_MAX_NEW_TOKENS);
     const cache = collection.storage(layerIdx);
-    if (useDecodePath) return tf.tidy(() => cachedStep(this.parts, x, cache, plan, null));
+    const cacheDtype = collection.params.dtype;
+    if (useDecodePath) return tf.tidy(() => cachedStep(this.parts, x, cache, cacheDtype, plan, null));
     const given = options.prefillMetadata;
     if (given !== undefined) checkPrefillMetadata(given, plan, collection, this.bufferSize);
     if (given === undefined || samePrefillMetadata(given, plan.prefillMetadata(this.bufferSize))) {
-      return tf.tidy(() => cachedStep(this.parts, x, cache, plan, plan.prefill(this.bufferSize).tensors));
+      return tf.tidy(() => cachedStep(this.parts, x, cache, cacheDtype, plan, plan.prefill(this.bufferSize).tensors));
     }
     // A valid plan of this step with other chunking: its tensors live for this call only.
-    return tf.tidy(() => cachedStep(this.parts, x, cache, plan, prefillChunks(
+    return tf.tidy(() => cachedStep(this.parts, x, cache, cacheDtype, plan, prefillChunks(
         given, plan.contexts, (b, k) => collection.slotOf(b, k)).map((chunk) => ({
           slots: tf.tensor1d(chunk.slots, 'int32'),
           chunkInfo: tf.tensor2d(chunk.chunkInfo, [collection.batchSize, 3], 'int32'),
@@ -415,6 +462,7 @@ export class LatentAttentionWithRope extends layers.Layer {
       qLoraRank: this.qLoraRank, kvLoraRank: this.kvLoraRank, qkNopeHeadDim: this.qkNopeHeadDim,
       qkRopeHeadDim: this.qkRopeHeadDim, vHeadDim: this.vHeadDim, bufferSize: this.bufferSize,
       graphMode: this.graphMode, rmsNormEps: this.rmsNormEps, trainable: this.trainable,
+      dtype: this.weightDtype, oProjDtype: this.oProjDtype, normDtype: this.normDtype,
     };
   }
 
@@ -440,6 +488,9 @@ export class LatentAttentionWithRope extends layers.Layer {
       bufferSize: this.bufferSize,
       graphMode: this.graphMode,
       rmsNormEps: this.rmsNormEps,
+      dtype: this.weightDtype,
+      oProjDtype: this.oProjDtype,
+      normDtype: this.normDtype,
     };
   }
 

@@ -5,6 +5,8 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import type {MLADims} from './config.js';
+import type {WeightDtype} from '../kernels/kernel_names.js';
+import {mlaPackHalf, mlaUnpackHalf} from '../ops/mla_ops.js';
 
 export const HF_WEIGHT_NAMES = [
   'q_proj.weight', 'q_a_proj.weight', 'q_a_layernorm.weight', 'q_b_proj.weight',
@@ -63,9 +65,9 @@ export function headBlock(d: MLADims, name: HFWeightName, weight: tf.Tensor, fir
 
 /** W_UK and W_UV in the per-head [out, in] layout the decode kernels read. */
 export interface AbsorbedWeights {
-  /** W_UK as [H, L, N]: FusedRope's wUkT (q_lat[h] = wUkT[h] · q_nope[h]). */
+  /** W_UK as [H, L, N]: FusedRope's wUkT (q_lat[h] = wUkT[h] · q_nope[h]); 16-bit: [H, L, N / 2] words. */
   wUkT: tf.Tensor3D;
-  /** W_UV as [H, V, L]: MLALinear's per-head weight (out[h] = wUvT[h] · o_lat[h]). */
+  /** W_UV as [H, V, L]: MLALinear's per-head weight (out[h] = wUvT[h] · o_lat[h]); 16-bit: [H, V, L / 2]. */
   wUvT: tf.Tensor3D;
 }
 
@@ -74,13 +76,23 @@ export class AbsorbedWeightCache {
   private source: object|null = null;
   private weights: AbsorbedWeights|null = null;
 
-  get(d: MLADims, kvB: tf.Tensor): AbsorbedWeights {
+  /**
+   * `kvB` as stored: float32 [H·(N+V), L], or 16-bit words [H·(N+V), L / 2] (`dtype`), which
+   * are widened to a transient float32 copy of this one weight, sliced per head, W_UK
+   * transposed, and packed again. (tfjs's own webgpu kernels must not touch packed words: its
+   * slice and fill go through float32 and round words past 2^24.)
+   */
+  get(d: MLADims, kvB: tf.Tensor, dtype: WeightDtype = 'float32'): AbsorbedWeights {
     if (this.weights === null || this.source !== kvB.dataId) {
       this.clear();
-      this.weights = tf.tidy(() => ({
-        wUkT: tf.keep(tf.transpose(kvBHeads(d, kvB, 0, d.qkNopeHeadDim), [0, 2, 1])),
-        wUvT: tf.keep(kvBHeads(d, kvB, d.qkNopeHeadDim, d.vHeadDim)),
-      }));
+      this.weights = tf.tidy(() => {
+        const float = dtype === 'float32' ? kvB : mlaUnpackHalf(kvB, dtype);
+        const wUkT = tf.transpose(kvBHeads(d, float, 0, d.qkNopeHeadDim), [0, 2, 1]) as tf.Tensor3D;
+        const wUvT = kvBHeads(d, float, d.qkNopeHeadDim, d.vHeadDim);
+        if (dtype === 'float32') return {wUkT: tf.keep(wUkT), wUvT: tf.keep(wUvT)};
+        return {wUkT: tf.keep(mlaPackHalf(wUkT, dtype) as tf.Tensor3D),
+                wUvT: tf.keep(mlaPackHalf(wUvT, dtype) as tf.Tensor3D)};
+      });
       this.source = kvB.dataId;
     }
     return this.weights;
@@ -94,4 +106,15 @@ export class AbsorbedWeightCache {
       this.source = null;
     }
   }
+}
+
+/** The storage dtype of weight `name`: projections in dtype (o_proj in oProjDtype); norms float32. */
+export function storageDtypeOf(name: HFWeightName, dtypes: {dtype: WeightDtype, oProjDtype: WeightDtype}): WeightDtype {
+  if (name.endsWith('layernorm.weight')) return 'float32';
+  return name === 'o_proj.weight' ? dtypes.oProjDtype : dtypes.dtype;
+}
+
+/** The stored shape of a weight: [out, in], or [out, in / 2] int32 words for 16-bit storage. */
+export function storedShape(shape: readonly number[], dtype: WeightDtype): number[] {
+  return dtype === 'float32' ? [...shape] : [...shape.slice(0, -1), shape[shape.length - 1] / 2];
 }

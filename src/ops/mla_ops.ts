@@ -1,6 +1,8 @@
 import * as tf from '@tensorflow/tfjs-core';
 import {FUSED_ROPE, FusedRopeAttrs, LINEAR, MLA_DECODE, MLA_PREFILL, MLADecodeAttrs, MLALinearAttrs, MLAPrefillAttrs} from '../kernels/kernel_names.js';
-import {fusedRopeLayout} from '../kernels/layouts.js';
+import {cacheRowWidth, fusedRopeLayout} from '../kernels/layouts.js';
+import {CacheDtype, MLA_GATHER_ROWS, MLA_PACK_HALF, MLA_UNPACK_HALF, MLAGatherRowsAttrs, WeightDtype} from '../kernels/kernel_names.js';
+import {HalfDtype, isHalfDtype} from '../precision/half.js';
 import {checkInteger, checkShape} from './check.js';
 import {assertSupportedBackend} from './backend_check.js';
 
@@ -8,6 +10,26 @@ import {assertSupportedBackend} from './backend_check.js';
  * The op wrappers of the kernels: each checks shapes and dtypes against the contract in
  * src/kernels/kernel_names.ts, then runs the kernel registered for the active backend.
  */
+
+/**
+ * A cache input: float32 [pages, pageSize, D], or with a 16-bit cacheDtype int32
+ * [pages, pageSize, D / 2] (two values a word). `rowWidth` D, when known.
+ */
+function checkCache(what: string, cache: tf.Tensor, rowWidth: number|null, cacheDtype: CacheDtype|undefined): void {
+  const dtype = cacheDtype ?? 'float32';
+  if (dtype !== 'float32' && dtype !== 'bfloat16' && dtype !== 'float16') {
+    throw new Error(`${what.split(' ')[0]} cacheDtype: expected 'float32', 'bfloat16' or 'float16', got '${dtype}'`);
+  }
+  if (dtype === 'float32') {
+    checkShape(what, cache, [null, null, rowWidth], 'float32');
+  } else {
+    if (rowWidth !== null && rowWidth % 2 !== 0) {
+      throw new Error(`${what}: a ${dtype} cache needs an even row width, got ${rowWidth}`);
+    }
+    checkShape(`${what} (${dtype}, packed two values per int32)`, cache,
+               [null, null, rowWidth === null ? null : rowWidth / 2], 'int32');
+  }
+}
 
 function fusedRope_(
     q: tf.Tensor2D|tf.Tensor3D, kv: tf.Tensor2D, gamma: tf.Tensor1D, freqsCis: tf.Tensor2D,
@@ -41,9 +63,17 @@ function fusedRope_(
                     `columns), got ${kv.shape[1]}`);
   }
   checkShape('fusedRope tokenInfo', tokenInfo, [numTokens, 3], 'int32');
-  checkShape('fusedRope cache', cache, [null, null, rowWidth], 'float32');
+  checkCache('fusedRope cache', cache, rowWidth, attrs.cacheDtype);
   if (wUkT !== undefined) {
-    checkShape('fusedRope wUkT', wUkT, [numHeads, gamma.shape[0], nopeDim], 'float32');
+    const weightDtype = attrs.weightDtype ?? 'float32';
+    checkWeightDtype('fusedRope weightDtype', weightDtype);
+    if (weightDtype === 'float32') {
+      checkShape('fusedRope wUkT', wUkT, [numHeads, gamma.shape[0], nopeDim], 'float32');
+    } else {
+      if (nopeDim % 2 !== 0) throw new Error(`fusedRope wUkT: a ${weightDtype} wUkT needs an even qkNopeHeadDim, got ${nopeDim}`);
+      checkShape(`fusedRope wUkT (${weightDtype}, packed two values per int32)`, wUkT,
+                 [numHeads, gamma.shape[0], nopeDim / 2], 'int32');
+    }
   }
   const inputs = {q, kv, gamma, freqsCis, tokenInfo, cache, ...(wUkT !== undefined ? {wUkT} : {})};
   return tf.engine().runKernel(FUSED_ROPE, inputs as unknown as tf.NamedTensorMap,
@@ -56,7 +86,7 @@ function mlaDecode_(
   assertSupportedBackend('mlaDecode');
   checkShape('mlaDecode q', q, [null, null, null], 'float32');
   const [numTokens, , rowWidth] = q.shape;
-  checkShape('mlaDecode cache', cache, [null, null, rowWidth], 'float32');
+  checkCache('mlaDecode cache', cache, rowWidth, attrs.cacheDtype);
   checkShape('mlaDecode lookup', lookup, [null, null], 'int32');
   checkShape('mlaDecode tokenInfo', tokenInfo, [numTokens, 3], 'int32');
   checkInteger('mlaDecode kvLoraRank', attrs.kvLoraRank, 1, rowWidth - 1);
@@ -78,9 +108,10 @@ function mlaPrefill_(
     throw new Error(`mlaPrefill kvBuffer: expected a last dim > qkNopeHeadDim ` +
                     `${attrs.qkNopeHeadDim} (K_nope | V), got ${kvBuffer.shape[2]}`);
   }
-  checkShape('mlaPrefill cache', cache, [null, null, null], 'float32');
-  if (cache.shape[2] <= qHeadDim - attrs.qkNopeHeadDim) {
-    throw new Error(`mlaPrefill cache: expected rows wider than the rope dim, got ${cache.shape[2]}`);
+  checkCache('mlaPrefill cache', cache, null, attrs.cacheDtype);
+  if (cacheRowWidth(cache.shape, attrs.cacheDtype) <= qHeadDim - attrs.qkNopeHeadDim) {
+    throw new Error(`mlaPrefill cache: expected rows wider than the rope dim, got ` +
+                    `${cacheRowWidth(cache.shape, attrs.cacheDtype)} values`);
   }
   checkShape('mlaPrefill lookup', lookup, [null, null], 'int32');
   checkShape('mlaPrefill tokenInfo', tokenInfo, [numTokens, 3], 'int32');
@@ -88,6 +119,16 @@ function mlaPrefill_(
   const inputs = {q, kvBuffer, cache, lookup, tokenInfo, chunkInfo};
   return tf.engine().runKernel(MLA_PREFILL, inputs as unknown as tf.NamedTensorMap,
                                attrs as unknown as tf.NamedAttrMap) as tf.Tensor3D;
+}
+
+function mlaGatherRows_(cache: tf.Tensor3D, slots: tf.Tensor1D, attrs: MLAGatherRowsAttrs): tf.Tensor2D {
+  assertSupportedBackend('mlaGatherRows');
+  checkCache('mlaGatherRows cache', cache, null, attrs.cacheDtype);
+  checkShape('mlaGatherRows slots', slots, [null], 'int32');
+  checkInteger('mlaGatherRows columns', attrs.columns, 0, cacheRowWidth(cache.shape, attrs.cacheDtype));
+  const inputs = {cache, slots};
+  return tf.engine().runKernel(MLA_GATHER_ROWS, inputs as unknown as tf.NamedTensorMap,
+                               attrs as unknown as tf.NamedAttrMap) as tf.Tensor2D;
 }
 
 /** The optional parts of an MLALinear product (see src/kernels/kernel_names.ts). */
@@ -99,6 +140,8 @@ export interface MLALinearOptions {
   normEps?: number;
   /** x [M, G, K] → y [M, G, N]. */
   tokenMajor?: boolean;
+  /** How w and w2 are stored: 'float32' (default), or 16-bit packed int32 [N, K / 2]. */
+  weightDtype?: WeightDtype;
   /**
    * 2-D x only: x's rows may be wider than w's K, and their first K columns are read (e.g. the
    * q_a part of the fused q_a | kv_a projection). Without it a width mismatch is an Error.
@@ -109,27 +152,37 @@ export interface MLALinearOptions {
 function mlaLinear_<R extends tf.Rank.R2|tf.Rank.R3>(
     x: tf.Tensor<R>, w: tf.Tensor<R>, options: MLALinearOptions = {}): tf.Tensor<R> {
   assertSupportedBackend('mlaLinear');
-  const {w2, gamma, normEps, tokenMajor = false, readFirstColumns = false} = options;
+  const {w2, gamma, normEps, tokenMajor = false, readFirstColumns = false, weightDtype = 'float32'} = options;
+  checkWeightDtype('mlaLinear weightDtype', weightDtype);
+  // A 16-bit weight is an int32 tensor holding two values a word along K.
+  const packed = weightDtype !== 'float32';
+  const wDtype = packed ? 'int32' : 'float32';
+  const words = (k: number) => packed ? k / 2 : k;
+  const what = (name: string) => packed ? `mlaLinear ${name} (${weightDtype}, packed two values per int32)` :
+                                          `mlaLinear ${name}`;
   const shape: number[] = x.shape;
+  if (packed && shape[shape.length - 1] % 2 !== 0 && !readFirstColumns) {
+    throw new Error(`mlaLinear x: a ${weightDtype} weight needs an even K, got x of shape [${shape.join(', ')}]`);
+  }
   if (shape.length === 3) {
     checkShape('mlaLinear x', x, [null, null, null], 'float32');
     const entries = tokenMajor ? shape[1] : shape[0];
-    checkShape('mlaLinear w', w, [entries, null, shape[2]], 'float32');
+    checkShape(what('w'), w, [entries, null, words(shape[2])], wDtype);
     if (w2 !== undefined) throw new Error('mlaLinear w2: only with a 2-D x, got a 3-D x');
   } else {
     checkShape('mlaLinear x', x, [null, null], 'float32');
     if (!readFirstColumns) {
-      checkShape('mlaLinear w', w, [null, shape[1]], 'float32');
+      checkShape(what('w'), w, [null, words(shape[1])], wDtype);
     } else {
-      checkShape('mlaLinear w', w, [null, null], 'float32');
-      if (w.shape[1] > shape[1]) {
+      checkShape(what('w'), w, [null, null], wDtype);
+      if (w.shape[1] * (packed ? 2 : 1) > shape[1]) {
         throw new Error(`mlaLinear w: expected rows of at most x's ${shape[1]} columns ` +
                         `(readFirstColumns), got shape [${w.shape.join(', ')}]`);
       }
     }
-    if (w2 !== undefined) checkShape('mlaLinear w2', w2, [null, w.shape[1]], 'float32');
+    if (w2 !== undefined) checkShape(what('w2'), w2, [null, w.shape[1]], wDtype);
   }
-  const k = w.shape[w.shape.length - 1];
+  const k = w.shape[w.shape.length - 1] * (packed ? 2 : 1);
   if (gamma !== undefined) {
     checkShape('mlaLinear gamma', gamma, [k], 'float32');
     if (typeof normEps !== 'number' || !(normEps >= 0)) {
@@ -137,9 +190,15 @@ function mlaLinear_<R extends tf.Rank.R2|tf.Rank.R3>(
     }
   }
   const inputs = {x, w, ...(w2 !== undefined ? {w2} : {}), ...(gamma !== undefined ? {gamma} : {})};
-  const attrs: MLALinearAttrs = {tokenMajor, ...(gamma !== undefined ? {normEps} : {})};
+  const attrs: MLALinearAttrs = {tokenMajor, weightDtype, ...(gamma !== undefined ? {normEps} : {})};
   return tf.engine().runKernel(LINEAR, inputs as unknown as tf.NamedTensorMap,
                                attrs as unknown as tf.NamedAttrMap) as tf.Tensor<R>;
+}
+
+function checkWeightDtype(what: string, dtype: unknown): void {
+  if (dtype !== 'float32' && dtype !== 'bfloat16' && dtype !== 'float16') {
+    throw new Error(`${what}: expected 'float32', 'bfloat16' or 'float16', got '${String(dtype)}'`);
+  }
 }
 
 /**
@@ -147,6 +206,34 @@ function mlaLinear_<R extends tf.Rank.R2|tf.Rank.R3>(
  * absorbed query [T, H, L + R] that mlaDecode reads.
  */
 export const fusedRope = tf.op({fusedRope_});
+function mlaPackHalf_(x: tf.Tensor, dtype: HalfDtype): tf.Tensor {
+  assertSupportedBackend('mlaPackHalf');
+  if (!isHalfDtype(dtype)) throw new Error(`mlaPackHalf dtype: expected 'bfloat16' or 'float16', got '${String(dtype)}'`);
+  if (x.dtype !== 'float32') throw new Error(`mlaPackHalf x: expected dtype float32, got ${x.dtype}`);
+  if (x.rank === 0 || x.shape[x.rank - 1] % 2 !== 0) {
+    throw new Error(`mlaPackHalf x: expected an even last dim, got shape [${x.shape.join(', ')}]`);
+  }
+  return tf.engine().runKernel(MLA_PACK_HALF, {x} as unknown as tf.NamedTensorMap,
+                               {dtype} as unknown as tf.NamedAttrMap) as tf.Tensor;
+}
+
+function mlaUnpackHalf_(words: tf.Tensor, dtype: HalfDtype): tf.Tensor {
+  assertSupportedBackend('mlaUnpackHalf');
+  if (!isHalfDtype(dtype)) throw new Error(`mlaUnpackHalf dtype: expected 'bfloat16' or 'float16', got '${String(dtype)}'`);
+  if (words.dtype !== 'int32' || words.rank === 0) {
+    throw new Error(`mlaUnpackHalf words: expected an int32 tensor of rank ≥ 1, got ${words.dtype} ` +
+                    `[${words.shape.join(', ')}]`);
+  }
+  return tf.engine().runKernel(MLA_UNPACK_HALF, {x: words} as unknown as tf.NamedTensorMap,
+                               {dtype} as unknown as tf.NamedAttrMap) as tf.Tensor;
+}
+
+/** MLAPackHalf: float32 [..., K] → int32 [..., K / 2], rounded to nearest-even; see kernel_names.ts. */
+export const mlaPackHalf = tf.op({mlaPackHalf_});
+/** MLAUnpackHalf: int32 [..., K / 2] → float32 [..., K], exactly; see kernel_names.ts. */
+export const mlaUnpackHalf = tf.op({mlaUnpackHalf_});
+/** MLAGatherRows: cache rows by slot, widened to float32; see src/kernels/kernel_names.ts. */
+export const mlaGatherRows = tf.op({mlaGatherRows_});
 /** MLADecode: see src/kernels/kernel_names.ts. */
 export const mlaDecode = tf.op({mlaDecode_});
 /** MLAPrefill: see src/kernels/kernel_names.ts. */

@@ -2,8 +2,9 @@ import type {KernelConfig, KernelFunc, NamedAttrMap, TensorInfo} from '@tensorfl
 import type {MathBackendCPU} from '@tensorflow/tfjs-backend-cpu';
 import {FUSED_ROPE, FusedRopeAttrs} from '../kernel_names.js';
 import {fusedRopeLayout} from '../layouts.js';
-import {valuesOf} from './cpu_tensors.js';
+import {valuesOf, writeCacheRow} from './cpu_tensors.js';
 import {dot, rmsNormRow, ropeRow} from './reference_math.js';
+import {unpackHalf} from '../../precision/half.js';
 
 /** The readable reference of FusedRope (contract in ../kernel_names.ts). */
 export function fusedRopeCpu(args: {
@@ -26,8 +27,10 @@ export function fusedRopeCpu(args: {
   const gamma = valuesOf(backend, inputs.gamma);
   const freqsCis = valuesOf(backend, inputs.freqsCis);
   const tokenInfo = valuesOf(backend, inputs.tokenInfo);
-  const cache = valuesOf(backend, inputs.cache) as Float32Array;
+  const cache = valuesOf(backend, inputs.cache);
+  const row = new Float32Array(rowWidth);
   const wUkT = inputs.wUkT === undefined ? null : valuesOf(backend, inputs.wUkT);
+  const weightDtype = attrs.weightDtype ?? 'float32';
 
   const qOut = new Float32Array(numTokens * numHeads * outWidth);
   for (let t = 0; t < numTokens; t++) {
@@ -41,20 +44,23 @@ export function fusedRopeCpu(args: {
         // q roped: the nope columns as they are, then the rope columns rotated.
         qOut.set(q.subarray(qStart, qStart + nopeDim), outStart);
       } else {
-        // The absorbed query: q_lat[l] = Σ_d W_UK[h, d, l] · q_nope[d] = wUkT[h, l, :] · q_nope.
+        // The absorbed query: q_lat[l] = Σ_d W_UK[h, d, l] · q_nope[d] = wUkT[h, l, :] · q_nope
+        // (wUkT's rows widened from 16 bits when stored so).
         for (let l = 0; l < latentDim; l++) {
-          qOut[outStart + l] = dot(wUkT, (h * latentDim + l) * nopeDim, q, qStart, nopeDim);
+          const rowIndex = h * latentDim + l;
+          const weightRow = weightDtype === 'float32' ? wUkT : unpackHalf(wUkT, weightDtype, nopeDim, rowIndex * nopeDim);
+          qOut[outStart + l] = dot(weightRow, weightDtype === 'float32' ? rowIndex * nopeDim : 0, q, qStart, nopeDim);
         }
       }
       ropeRow(q, qStart + nopeDim, ropeDim, freqsCis, freqsRow, attrs.interleaved, qOut,
               outStart + outWidth - ropeDim);
     }
-    // The cache row: [RMSNorm(c_kv) | rope(k_pe)], written into the cache's own storage.
+    // The cache row: [RMSNorm(c_kv) | rope(k_pe)] in float32, then written into the cache's
+    // own storage (rounded to nearest-even for 16-bit storage).
     const kvStart = t * kvRowStride + kvRowStride - rowWidth;
-    const cacheStart = slot * rowWidth;
-    rmsNormRow(kv, kvStart, latentDim, gamma, attrs.eps, cache, cacheStart);
-    ropeRow(kv, kvStart + latentDim, ropeDim, freqsCis, freqsRow, attrs.interleaved, cache,
-            cacheStart + latentDim);
+    rmsNormRow(kv, kvStart, latentDim, gamma, attrs.eps, row, 0);
+    ropeRow(kv, kvStart + latentDim, ropeDim, freqsCis, freqsRow, attrs.interleaved, row, latentDim);
+    writeCacheRow(cache, slot, row, attrs.cacheDtype);
   }
   return backend.makeTensorInfo(layout.outputShape, 'float32', qOut);
 }

@@ -4,6 +4,7 @@ import {LINEAR, MLALinearAttrs} from '../kernel_names.js';
 import {linearLayout} from '../layouts.js';
 import {valuesOf} from './cpu_tensors.js';
 import {rmsNormRow} from './reference_math.js';
+import {unpackHalf} from '../../precision/half.js';
 
 /**
  * The readable reference of MLALinear (contract in ../kernel_names.ts): y = x · wᵀ per batch
@@ -15,8 +16,9 @@ export function linearCpu(args: {
   attrs?: MLALinearAttrs & NamedAttrMap,
 }): TensorInfo {
   const {inputs, backend} = args;
+  const weightDtype = args.attrs?.weightDtype ?? 'float32';
   const layout = linearLayout(inputs.x.shape, inputs.w.shape, inputs.w2?.shape ?? null,
-                              Boolean(args.attrs?.tokenMajor));
+                              Boolean(args.attrs?.tokenMajor), weightDtype);
   const {numEntries, m, k, n, splitCol} = layout;
   const x = valuesOf(backend, inputs.x);
   const w = valuesOf(backend, inputs.w);
@@ -33,10 +35,12 @@ export function linearCpu(args: {
         row.set(x.subarray(xStart, xStart + k));
       }
       for (let j = 0; j < n; j++) {
-        // Row j of [w; w2] (of entry g).
-        const [weight, wStart] = j < splitCol ? [w, (g * splitCol + j) * k] : [w2!, (j - splitCol) * k];
+        // Row j of [w; w2] (of entry g), widened from 16 bits when stored so.
+        const [weight, rowIndex] = j < splitCol ? [w, g * splitCol + j] : [w2!, j - splitCol];
+        const weightRow = weightDtype === 'float32' ? weight.subarray(rowIndex * k, (rowIndex + 1) * k) :
+            unpackHalf(weight, weightDtype, k, rowIndex * k);
         let sum = 0;  // float64
-        for (let l = 0; l < k; l++) sum += row[l] * weight[wStart + l];
+        for (let l = 0; l < k; l++) sum += row[l] * weightRow[l];
         y[g * layout.outEntryStride + i * layout.outRowStride + j] = sum;
       }
     }

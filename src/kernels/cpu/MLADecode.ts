@@ -1,7 +1,7 @@
 import type {KernelConfig, KernelFunc, NamedAttrMap, TensorInfo} from '@tensorflow/tfjs-core';
 import type {MathBackendCPU} from '@tensorflow/tfjs-backend-cpu';
 import {MLA_DECODE, MLADecodeAttrs} from '../kernel_names.js';
-import {valuesOf} from './cpu_tensors.js';
+import {cacheRow, valuesOf} from './cpu_tensors.js';
 import {cacheRowOf, dot, softmaxInPlace} from './reference_math.js';
 
 /** The readable reference of MLADecode, the absorbed attention (contract in ../kernel_names.ts). */
@@ -25,19 +25,20 @@ export function mlaDecodeCpu(args: {
   for (let t = 0; t < numTokens; t++) {
     const batchRow = tokenInfo[t * 3];
     const position = tokenInfo[t * 3 + 1];
-    // Causal: keys 0..position of the token's own sequence.
-    const keyRows: number[] = [];
+    // Causal: keys 0..position of the token's own sequence, as float32 rows.
+    const keyRows: Float32Array[] = [];
     for (let k = 0; k <= position; k++) {
-      keyRows.push(cacheRowOf(lookup, batchRow * maxPagesPerSeq, pageSize, k) * rowWidth);
+      const slot = cacheRowOf(lookup, batchRow * maxPagesPerSeq, pageSize, k);
+      keyRows.push(cacheRow(cache, slot, rowWidth, attrs.cacheDtype));
     }
     for (let h = 0; h < numHeads; h++) {
       const qStart = (t * numHeads + h) * rowWidth;
-      const weights = keyRows.map((row) => attrs.scale * dot(q, qStart, cache, row, rowWidth));
+      const weights = keyRows.map((row) => attrs.scale * dot(q, qStart, row, 0, rowWidth));
       softmaxInPlace(weights);
       const outStart = (t * numHeads + h) * kvLoraRank;
       for (let l = 0; l < kvLoraRank; l++) {
         let sum = 0;
-        for (let k = 0; k < keyRows.length; k++) sum += weights[k] * cache[keyRows[k] + l];
+        for (let k = 0; k < keyRows.length; k++) sum += weights[k] * keyRows[k][l];
         out[outStart + l] = sum;
       }
     }

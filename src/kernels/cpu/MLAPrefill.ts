@@ -1,7 +1,8 @@
 import type {KernelConfig, KernelFunc, NamedAttrMap, TensorInfo} from '@tensorflow/tfjs-core';
 import type {MathBackendCPU} from '@tensorflow/tfjs-backend-cpu';
 import {MLA_PREFILL, MLAPrefillAttrs} from '../kernel_names.js';
-import {valuesOf} from './cpu_tensors.js';
+import {cacheRow, valuesOf} from './cpu_tensors.js';
+import {cacheRowWidth} from '../layouts.js';
 import {cacheRowOf, dot, softmaxInPlace} from './reference_math.js';
 
 /**
@@ -20,7 +21,8 @@ export function mlaPrefillCpu(args: {
   const ropeDim = qHeadDim - nopeDim;
   const kvHeadDim = inputs.kvBuffer.shape[2];
   const vHeadDim = kvHeadDim - nopeDim;
-  const [, pageSize, rowWidth] = inputs.cache.shape;
+  const pageSize = inputs.cache.shape[1];
+  const rowWidth = cacheRowWidth(inputs.cache.shape, attrs.cacheDtype);
   const kvLoraRank = rowWidth - ropeDim;
   const maxPagesPerSeq = inputs.lookup.shape[1];
 
@@ -46,11 +48,10 @@ export function mlaPrefillCpu(args: {
       const scores: number[] = [];
       for (let j = 0; j < visibleRows; j++) {
         const kvStart = ((bufferStart + j) * numHeads + h) * kvHeadDim;
-        const kRopeStart =
-            cacheRowOf(lookup, batchRow * maxPagesPerSeq, pageSize, firstToken + j) * rowWidth +
-            kvLoraRank;
+        const slot = cacheRowOf(lookup, batchRow * maxPagesPerSeq, pageSize, firstToken + j);
+        const keyRow = cacheRow(cache, slot, rowWidth, attrs.cacheDtype);
         const nopeScore = dot(q, qStart, kvBuffer, kvStart, nopeDim);
-        const ropeScore = dot(q, qStart + nopeDim, cache, kRopeStart, ropeDim);
+        const ropeScore = dot(q, qStart + nopeDim, keyRow, kvLoraRank, ropeDim);
         scores.push(attrs.scale * (nopeScore + ropeScore));
       }
       const logSumExp = softmaxInPlace(scores);

@@ -26,8 +26,9 @@ export function fusedRopeWebGPU(args: {
   const {numTokens, numHeads, nopeDim, ropeDim, latentDim, qRowStride} = layout;
 
   if (numTokens > 0) {
-    const cacheProgram = new RopeCacheWriteProgram(rope, cache.shape, numTokens);
-    backend.runWebGPUProgram(cacheProgram, [kv, gamma, freqsCis, tokenInfo], 'float32',
+    const cacheProgram = new RopeCacheWriteProgram({...rope, cacheDtype: attrs.cacheDtype ?? 'float32'},
+                                                   cache.shape, numTokens);
+    backend.runWebGPUProgram(cacheProgram, [kv, gamma, freqsCis, tokenInfo], cache.dtype,
                              [{type: 'float32', data: [attrs.eps]}], cache);
     invalidateCpuCopy(backend, cache);
   }
@@ -56,6 +57,7 @@ export function fusedRopeWebGPU(args: {
     secondWeight: false,
     rmsNorm: false,
     ropeTail: rope,
+    weightDtype: attrs.weightDtype ?? 'float32',
   }, geometry, layout.outputShape);
   return backend.runWebGPUProgram(program, [q, wUkT, freqsCis, tokenInfo], 'float32',
                                   program.uniformValues());

@@ -15,7 +15,8 @@ export function linearWebGPU(args: {
 }): TensorInfo {
   const {inputs, backend} = args;
   const {x, w, w2, gamma} = inputs;
-  const layout = linearLayout(x.shape, w.shape, w2?.shape ?? null, Boolean(args.attrs?.tokenMajor));
+  const weightDtype = args.attrs?.weightDtype ?? 'float32';
+  const layout = linearLayout(x.shape, w.shape, w2?.shape ?? null, Boolean(args.attrs?.tokenMajor), weightDtype);
   const {m, k, n, numEntries} = layout;
   if (numEntries === 0 || m === 0 || n === 0) {
     return backend.makeTensorInfo(layout.outputShape, 'float32', new Float32Array(0));
@@ -31,6 +32,7 @@ export function linearWebGPU(args: {
     secondWeight: w2 !== undefined,
     rmsNorm: gamma !== undefined,
     ropeTail: null,
+    weightDtype,
   }, {...layout, eps: args.attrs?.normEps ?? 0, tail: null}, layout.outputShape);
   const programInputs = [x, w, ...(w2 !== undefined ? [w2] : []), ...(gamma !== undefined ? [gamma] : [])];
   return backend.runWebGPUProgram(program, programInputs, 'float32', program.uniformValues());

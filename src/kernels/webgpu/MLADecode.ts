@@ -29,7 +29,8 @@ export function mlaDecodeWebGPU(args: {
                              deviceLimits(backend), isSoftwareAdapter(backend),
                              softwareAdapterThreads());
   const splitProgram =
-      new MLADecodeSplitProgram(mlaDecodeSplitParams(plan, rowWidth, latentDim), q.shape, plan);
+      new MLADecodeSplitProgram(mlaDecodeSplitParams(plan, rowWidth, latentDim, attrs.cacheDtype ?? 'float32'),
+                                q.shape, plan);
   const uniforms = [
     {type: 'float32' as const, data: [attrs.scale * Math.LOG2E]},
     {type: 'int32' as const, data: [plan.chunk]},

@@ -1,6 +1,7 @@
 import type {KernelConfig, KernelFunc, NamedAttrMap, TensorInfo} from '@tensorflow/tfjs-core';
 import type {WebGPUBackend} from '@tensorflow/tfjs-backend-webgpu';
 import {MLA_PREFILL, MLAPrefillAttrs} from '../kernel_names.js';
+import {cacheRowWidth} from '../layouts.js';
 import {chooseMLAPrefillTiling, MLAPrefillProgram} from './mla_prefill_webgpu.js';
 import {deviceLimits, isSoftwareAdapter} from './webgpu_util.js';
 
@@ -26,8 +27,9 @@ export function mlaPrefillWebGPU(args: {
   const nopeDim = attrs.qkNopeHeadDim;
   const ropeDim = qHeadDim - nopeDim;
   const vDim = kvBuffer.shape[2] - nopeDim;
-  const kvLoraRank = cache.shape[2] - ropeDim;
-  const dims = {numHeads, nopeDim, ropeDim, vDim, kvLoraRank};
+  const cacheDtype = attrs.cacheDtype ?? 'float32';
+  const kvLoraRank = cacheRowWidth(cache.shape, cacheDtype) - ropeDim;
+  const dims = {numHeads, nopeDim, ropeDim, vDim, kvLoraRank, cacheDtype};
 
   const limits = deviceLimits(backend);
   const tiling = chooseMLAPrefillTiling(

@@ -6,6 +6,9 @@
  */
 import {flatLayout, mainHeader, WebGPUProgram} from './webgpu_util.js';
 import {ropePairWGSL} from './rope_wgsl.js';
+import type {CacheDtype} from '../kernel_names.js';
+import type {HalfDtype} from '../../precision/half.js';
+import {halfWGSL, halfWGSLKey} from './half_wgsl.js';
 
 /** What the rope programs' shaders depend on (their workgroup size is fixed: 64). */
 export interface RopeParams {
@@ -17,8 +20,14 @@ function ropeKey(p: RopeParams): string {
   return p.interleaved ? 'il' : 'half';
 }
 
-export function ropeCacheWriteShaderKey(p: RopeParams): string {
-  return `mlaRopeCacheWrite_${ropeKey(p)}`;
+/** The cache write's params: the rope pairing and how the cache stores its rows. */
+export interface RopeCacheWriteParams extends RopeParams {
+  cacheDtype: CacheDtype;
+}
+
+export function ropeCacheWriteShaderKey(p: RopeCacheWriteParams): string {
+  return `mlaRopeCacheWrite_${ropeKey(p)}` +
+      (p.cacheDtype === 'float32' ? '' : `_${halfWGSLKey(p.cacheDtype)}`);
 }
 
 export function ropeQShaderKey(p: RopeParams): string {
@@ -40,10 +49,13 @@ export class RopeCacheWriteProgram implements WebGPUProgram {
   dispatch: [number, number, number];
   workgroupSize: [number, number, number] = [64, 1, 1];
   uniforms = 'eps : f32,';
-  private readonly params: RopeParams;
+  private readonly params: RopeCacheWriteParams;
 
-  /** `cacheShape`: [pages, pageSize, L+R]; `numTokens`: T (one workgroup each). */
-  constructor(params: RopeParams, cacheShape: number[], numTokens: number) {
+  /**
+   * `cacheShape`: [pages, pageSize, L+R] (16-bit: [pages, pageSize, (L+R)/2] words);
+   * `numTokens`: T (one workgroup each).
+   */
+  constructor(params: RopeCacheWriteParams, cacheShape: number[], numTokens: number) {
     this.params = params;
     this.outputShape = cacheShape;
     this.dispatchLayout = flatLayout(cacheShape.length);
@@ -53,7 +65,24 @@ export class RopeCacheWriteProgram implements WebGPUProgram {
 
   getUserCode(): string {
     const WG = this.workgroupSize[0];
-    return `
+    const half = this.params.cacheDtype !== 'float32';
+    return `${half ? halfWGSL(this.params.cacheDtype as HalfDtype) : ''}
+    // Value c of the token's cache row: RMSNorm(c_kv) for c < L, then rope(k_pe).
+    fn rowValue(kvStart : i32, c : i32, inverseRms : f32, freqsStart : i32) -> f32 {
+      let latentDim = uniforms.gammaShape;
+      if (c < latentDim) {
+        return kv[kvStart + c] * inverseRms * gamma[c];
+      }
+      let ropeDim = uniforms.freqsCisShape.y;
+      let j = c - latentDim;
+      ${ropePairWGSL(this.params.interleaved)}
+      let cosine = freqsCis[freqsStart + 2 * pairIndex];
+      let sine = freqsCis[freqsStart + 2 * pairIndex + 1];
+      let x = kv[kvStart + latentDim + j];
+      let partner = kv[kvStart + latentDim + j + partnerOffset];
+      return x * cosine + select(-partner, partner, isSecond) * sine;
+    }
+
     var<workgroup> sumSquares : array<f32, ${WG}>;
     ${mainHeader('index')} {
       // A dispatch wider than 65535 workgroups is folded into y/z with spare workgroups at
@@ -64,7 +93,7 @@ export class RopeCacheWriteProgram implements WebGPUProgram {
       let lane = i32(localIndex);
       let latentDim = uniforms.gammaShape;
       let ropeDim = uniforms.freqsCisShape.y;
-      let rowWidth = uniforms.outShape.z;
+      let rowWidth = uniforms.outShape.z${half ? ' * 2' : ''};
       let kvStart = token * uniforms.kvShape.y + uniforms.kvShape.y - rowWidth;
       let position = tokenInfo[token * 3 + 1];
       let rowStart = tokenInfo[token * 3 + 2] * rowWidth;
@@ -86,19 +115,14 @@ export class RopeCacheWriteProgram implements WebGPUProgram {
         return;
       }
       let inverseRms = 1.0 / sqrt(sumSquares[0] / f32(latentDim) + uniforms.eps);
-      for (var i = lane; i < latentDim; i += ${WG}) {
-        result[rowStart + i] = kv[kvStart + i] * inverseRms * gamma[i];
-      }
-
       let freqsStart = position * ropeDim;
-      for (var j = lane; j < ropeDim; j += ${WG}) {
-        ${ropePairWGSL(this.params.interleaved)}
-        let c = freqsCis[freqsStart + 2 * pairIndex];
-        let s = freqsCis[freqsStart + 2 * pairIndex + 1];
-        let x = kv[kvStart + latentDim + j];
-        let partner = kv[kvStart + latentDim + j + partnerOffset];
-        result[rowStart + latentDim + j] = x * c + select(-partner, partner, isSecond) * s;
-      }
+${half ? `      // 16-bit rows: each lane writes whole words, two values rounded to nearest-even.
+      for (var w = lane; w < rowWidth / 2; w += ${WG}) {
+        result[rowStart / 2 + w] = packHalf2(rowValue(kvStart, 2 * w, inverseRms, freqsStart),
+                                             rowValue(kvStart, 2 * w + 1, inverseRms, freqsStart));
+      }` : `      for (var c = lane; c < rowWidth; c += ${WG}) {
+        result[rowStart + c] = rowValue(kvStart, c, inverseRms, freqsStart);
+      }`}
     }`;
   }
 }

@@ -3,8 +3,11 @@ import {fusedRopeWebGPUConfig} from './FusedRope.js';
 import {mlaDecodeWebGPUConfig} from './MLADecode.js';
 import {mlaPrefillWebGPUConfig} from './MLAPrefill.js';
 import {linearWebGPUConfig} from './Linear.js';
+import {gatherRowsWebGPUConfig} from './GatherRows.js';
+import {packHalfWebGPUConfig, unpackHalfWebGPUConfig} from './HalfConvert.js';
 
 /** The webgpu kernels (same names and contracts as the cpu ones). */
 export const webgpuKernelConfigs: KernelConfig[] = [fusedRopeWebGPUConfig, mlaDecodeWebGPUConfig,
                                                     mlaPrefillWebGPUConfig,
-                                                    linearWebGPUConfig];
+                                                    linearWebGPUConfig, gatherRowsWebGPUConfig,
+                                                    packHalfWebGPUConfig, unpackHalfWebGPUConfig];

@@ -26,6 +26,9 @@ import {flatLayout, mainHeader, WebGPUProgram} from './webgpu_util.js';
 import {ropePairWGSL} from './rope_wgsl.js';
 import {unroll} from './wgsl.js';
 import type {LinearLayout} from '../layouts.js';
+import type {WeightDtype} from '../kernel_names.js';
+import type {HalfDtype} from '../../precision/half.js';
+import {halfWGSL, halfWGSLKey} from './half_wgsl.js';
 
 /** Rows of x one invocation multiplies (all of them up to this many). */
 export const MAX_ROWS_PER_INVOCATION = 8;
@@ -43,6 +46,8 @@ export interface LinearProgramParams {
   rmsNorm: boolean;
   /** Rope the q_rope columns into the output after the product (null: no tail). */
   ropeTail: null|{interleaved: boolean};
+  /** How w (and w2) store their values: float32, or 16-bit packed two per int32 word. */
+  weightDtype: WeightDtype;
 }
 
 /**
@@ -59,7 +64,8 @@ export type LinearGeometry = Omit<LinearLayout, 'outputShape'>&{
 export function linearShaderKey(p: LinearProgramParams): string {
   const tail = p.ropeTail === null ? '' : p.ropeTail.interleaved ? '_ropeIl' : '_ropeHalf';
   return `mlaLinear_MB${p.rowsPerInvocation}_NB${p.colsPerInvocation}_WG${p.workgroupSize}` +
-      `_VW${p.vectorWidth}${p.secondWeight ? '_w2' : ''}${p.rmsNorm ? '_norm' : ''}${tail}`;
+      `_VW${p.vectorWidth}${p.secondWeight ? '_w2' : ''}${p.rmsNorm ? '_norm' : ''}${tail}` +
+      (p.weightDtype === 'float32' ? '' : `_w${halfWGSLKey(p.weightDtype)}`);
 }
 
 /** The vector width for a geometry: 4 when K and every x stride are multiples of 4. */
@@ -108,8 +114,10 @@ export class LinearProgram implements WebGPUProgram {
     this.variableNames = ['x', 'w', ...(params.secondWeight ? ['w2'] : []),
                           ...(params.rmsNorm ? ['gamma'] : []),
                           ...(params.ropeTail !== null ? ['freqsCis', 'tokenInfo'] : [])];
+    // 16-bit weights are read as words: VW = 4 values are one vec2<i32>.
+    const weightComponents = params.weightDtype === 'float32' ? VW : VW === 4 ? 2 : 1;
     this.variableComponents = this.variableNames.map((name) =>
-        name === 'freqsCis' || name === 'tokenInfo' ? 1 : VW);
+        name === 'freqsCis' || name === 'tokenInfo' ? 1 : name === 'w' || name === 'w2' ? weightComponents : VW);
     this.numRowBlocks = Math.ceil(m / params.rowsPerInvocation);
     this.invocationsPerEntry = this.numRowBlocks * Math.ceil(geometry.n / params.colsPerInvocation);
     this.outputShape = outputShape;
@@ -147,9 +155,15 @@ export class LinearProgram implements WebGPUProgram {
     const {rowsPerInvocation: MB, colsPerInvocation: NB, vectorWidth: VW, secondWeight, rmsNorm,
            ropeTail} = this.params;
     const product = (a: string, b: string) => VW === 4 ? `dot(${a}, ${b})` : `${a} * ${b}`;
+    // Register k of a weight row, widened from 16 bits when stored so (VW = 4: one vec2 of
+    // words; VW = 1: half of word (row start + k) / 2, the row start being in values).
+    const half = this.params.weightDtype !== 'float32';
+    const weightAt = (weight: string, i: string) => !half ? `${weight}[${i}]` : VW === 4 ?
+        `vec4<f32>(unpackHalf2(${weight}[${i}].x), unpackHalf2(${weight}[${i}].y))` :
+        `halfAt(${weight}[(${i}) / 2], ((${i}) & 1) == 1)`;
     const kLoop = (weight: string) => `
         for (var k = 0; k < kVecs; k++) {
-          ${unroll(NB, (r) => `let wv${r} = ${weight}[wRow${r} + k];`, '          ')}
+          ${unroll(NB, (r) => `let wv${r} = ${weightAt(weight, `wRow${r} + k`)};`, '          ')}
           ${rmsNorm ? 'let g = gamma[k];' : ''}
           ${unroll(MB, (m) => [
             `let x${m} = x[xRow${m} + k];`,
@@ -182,7 +196,7 @@ export class LinearProgram implements WebGPUProgram {
       let partner = ${scalarOfX('src + partnerOffset')};
       result[token * uniforms.outRowStride + head * uniforms.outEntryStride +
              uniforms.tailDstOffset + j] = value * c + select(-partner, partner, isSecond) * s;`;
-    return `
+    return `${half ? halfWGSL(this.params.weightDtype as HalfDtype) : ''}
     ${mainHeader('index')} {
       let linearInvocations = uniforms.perEntry * uniforms.numEntries;
       if (index >= linearInvocations) {${tail}

@@ -21,6 +21,9 @@
  * Output: with one split, the finished o_lat [T, H, L]; otherwise per split the partial
  * [T, S, H, L + 2] = (unnormalized o_lat | m | l), merged by MLADecodeReduceProgram.
  */
+import type {CacheDtype} from '../kernel_names.js';
+import type {HalfDtype} from '../../precision/half.js';
+import {halfWGSL, halfWGSLKey} from './half_wgsl.js';
 import {flatLayout, mainHeader, WebGPUProgram} from './webgpu_util.js';
 import {range, sum, unroll} from './wgsl.js';
 
@@ -128,11 +131,13 @@ export interface MLADecodeSplitParams extends MLADecodeTiling {
   vectorWidth: 1|4;
   /** One split: write the normalized o_lat [T, H, L] instead of partials [T, S, H, L + 2]. */
   finalize: boolean;
+  /** How cache rows are stored (16-bit: widened on load). */
+  cacheDtype: CacheDtype;
 }
 
 /** The split program's params for a plan and the shapes it was made for. */
-export function mlaDecodeSplitParams(plan: MLADecodePlan, rowWidth: number,
-                                     latentDim: number): MLADecodeSplitParams {
+export function mlaDecodeSplitParams(plan: MLADecodePlan, rowWidth: number, latentDim: number,
+                                     cacheDtype: CacheDtype = 'float32'): MLADecodeSplitParams {
   return {
     workgroupSize: plan.workgroupSize,
     headsPerBlock: plan.headsPerBlock,
@@ -141,13 +146,15 @@ export function mlaDecodeSplitParams(plan: MLADecodePlan, rowWidth: number,
     latentDim,
     vectorWidth: decodeVectorWidth(rowWidth, latentDim),
     finalize: plan.numSplits === 1,
+    cacheDtype,
   };
 }
 
 export function mlaDecodeSplitShaderKey(p: MLADecodeSplitParams): string {
   return `mlaDecodeSplit_D${p.rowWidth}_L${p.latentDim}_WG${p.workgroupSize}` +
       `_HB${p.headsPerBlock}_KT${p.keysPerTile}_VW${p.vectorWidth}` +
-      `_${p.finalize ? 'final' : 'partial'}`;
+      `_${p.finalize ? 'final' : 'partial'}` +
+      (p.cacheDtype === 'float32' ? '' : `_${halfWGSLKey(p.cacheDtype)}`);
 }
 
 export class MLADecodeSplitProgram implements WebGPUProgram {
@@ -175,7 +182,9 @@ export class MLADecodeSplitProgram implements WebGPUProgram {
     }
     const {latentDim, vectorWidth} = params;
     this.params = params;
-    this.variableComponents = [vectorWidth, vectorWidth, 1, 1];
+    // A 16-bit cache is read as words: VW = 4 values are 2 words (a vec2<i32>).
+    const cacheComponents = params.cacheDtype === 'float32' ? vectorWidth : vectorWidth / 2 || 1;
+    this.variableComponents = [vectorWidth, vectorWidth === 4 ? cacheComponents : 1, 1, 1];
     this.outputShape = params.finalize ? [numTokens, numHeads, latentDim] :
                                          [numTokens, split.numSplits, numHeads, latentDim + 2];
     this.dispatchLayout = flatLayout(this.outputShape.length);
@@ -200,9 +209,15 @@ export class MLADecodeSplitProgram implements WebGPUProgram {
     // only.
     const partialD = (j: number) => (j + 1) * WG > rowVecs;
     const partialL = (j: number) => (j + 1) * WG > latentVecs;
+    // Register i of a row: q's own, or the cache's widened from 16 bits (VW = 4: one vec2 of
+    // words; VW = 1: one half of word i / 2).
+    const half = this.params.cacheDtype !== 'float32';
+    const element = (array: string, i: string) => !half || array !== 'cache' ? `${array}[${i}]` :
+        VW === 4 ? `vec4<f32>(unpackHalf2(cache[${i}].x), unpackHalf2(cache[${i}].y))` :
+                   `halfAt(cache[(${i}) / 2], ((${i}) & 1) == 1)`;
     const load = (array: string, start: string, j: number) => partialD(j) ?
-        `select(${zero}, ${array}[${start} + min(col${j}, ${rowVecs - 1})], col${j} < ${rowVecs})` :
-        `${array}[${start} + col${j}]`;
+        `select(${zero}, ${element(array, `${start} + min(col${j}, ${rowVecs - 1})`)}, col${j} < ${rowVecs})` :
+        element(array, `${start} + col${j}`);
     /** Stores register `value` (VW columns) at column register `j` of the row at `outRow`. */
     const store = (j: number, value: string) => {
       const stores = (indent: string) => VW === 1 ? `result[outRow + col${j}] = ${value};` :
@@ -219,7 +234,7 @@ export class MLADecodeSplitProgram implements WebGPUProgram {
     // never read.
     const HJ = Math.ceil(HB / WG);
     const slots = HJ * WG;
-    const setup = `
+    const setup = `${half ? halfWGSL(this.params.cacheDtype as HalfDtype) : ''}
     var<workgroup> partials : array<f32, ${KT * HB * WG}>;
     var<workgroup> weights : array<f32, ${KT * slots}>;
     var<workgroup> rescale : array<f32, ${slots}>;

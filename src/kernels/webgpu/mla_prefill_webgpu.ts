@@ -1,4 +1,6 @@
 import type {WebGPUProgram} from '@tensorflow/tfjs-backend-webgpu';
+import type {CacheDtype} from '../kernel_names.js';
+import {halfWGSL, halfWGSLKey} from './half_wgsl.js';
 import {joinLines, range, sum, unroll} from './wgsl.js';
 
 /**
@@ -51,6 +53,8 @@ export interface MLAPrefillDims {
   vDim: number;
   /** L (k_rope starts at column L of a cache row). */
   kvLoraRank: number;
+  /** How cache rows are stored (default float32; 16-bit values are widened on load). */
+  cacheDtype?: CacheDtype;
 }
 
 /** What the program's shader depends on: the dims and the tiling. */
@@ -58,7 +62,8 @@ export type MLAPrefillParams = MLAPrefillDims&MLAPrefillTiling;
 
 export function mlaPrefillShaderKey(p: MLAPrefillParams): string {
   return `mlaPrefill_H${p.numHeads}_N${p.nopeDim}_R${p.ropeDim}_V${p.vDim}_L${p.kvLoraRank}` +
-      `_RQ${p.queriesPerThread}_WG${p.threads}_KT${p.tileKeys}_KG${p.keyGroup}`;
+      `_RQ${p.queriesPerThread}_WG${p.threads}_KT${p.tileKeys}_KG${p.keyGroup}` +
+      (p.cacheDtype === undefined || p.cacheDtype === 'float32' ? '' : `_${halfWGSLKey(p.cacheDtype)}`);
 }
 
 const BYTES_PER_VEC4 = 16;
@@ -136,13 +141,17 @@ export class MLAPrefillProgram implements WebGPUProgram {
       const comps = range(4).map((k) => col + k < width ? `${buf}[${base} + ${col + k}]` : '0.0');
       return `vec4<f32>(${comps.join(', ')})${scale}`;
     };
+    // Element i of a buffer: a 16-bit cache's values are widened from half of word i / 2.
+    const half = this.params.cacheDtype !== undefined && this.params.cacheDtype !== 'float32';
+    const at = (buf: string, i: string) =>
+        half && buf === 'cache' ? `halfAt(cache[(${i}) / 2], ((${i}) & 1) == 1)` : `${buf}[${i}]`;
     // A vec4 of `buf[base + c4 * 4 ..]` with a run-time vec4 column c4, zero past `width`.
     const load4Dyn = (buf: string, base: string, width: number) => {
       if (width % 4 === 0) {
-        return `vec4<f32>(${range(4).map((k) => `${buf}[${base} + c4 * 4 + ${k}]`).join(', ')})`;
+        return `vec4<f32>(${range(4).map((k) => at(buf, `${base} + c4 * 4 + ${k}`)).join(', ')})`;
       }
       return `vec4<f32>(${range(4).map((k) =>
-          `select(0.0, ${buf}[min(${base} + c4 * 4 + ${k}, ${base} + ${width - 1})], ` +
+          `select(0.0, ${at(buf, `min(${base} + c4 * 4 + ${k}, ${base} + ${width - 1})`)}, ` +
           `c4 * 4 + ${k} < ${width})`).join(', ')})`;
     };
     /** max(…max(a, b)…, z) of the names, left to right. */
@@ -204,7 +213,7 @@ export class MLAPrefillProgram implements WebGPUProgram {
     }
   }`;
 
-    return joinLines([`
+    return joinLines([half ? halfWGSL(this.params.cacheDtype as 'bfloat16'|'float16') : '', `
 const START_MAX : f32 = -1.0e30;
 const MASKED : f32 = -3.0e38;
 const NO_SEQUENCE : i32 = 0x7fffffff;
