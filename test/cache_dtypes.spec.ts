@@ -4,8 +4,9 @@ import {describeEachBackend, expectClose} from './helpers/backends.js';
 import {expectGoldenSteps, GOLDEN_CASES, goldenLayer, ropeOf, seededRandom} from './helpers/mla_fixtures.js';
 
 /**
- * 16-bit latent caches (KVCacheParams dtype 'bfloat16' / 'float16'): rows rounded to
- * nearest-even and packed two per int32 word; every kernel widens on read.
+ * Reduced-precision latent caches: KVCacheParams dtype 'bfloat16' / 'float16' (rows rounded to
+ * nearest-even and packed two per int32 word) and 'float8_e4m3fn' (FlashMLA's layout: c_kv as
+ * e4m3 codes with a float32 scale per 128 values, k_pe as bf16); every kernel widens on read.
  *
  * Bounds against the float64 oracle (which stores float64 rows), as max error over
  * max(1, max|y|): bf16 ≤ 1e-2 (8 mantissa bits: measured ≈ 2e-3), f16 ≤ 2e-3 (11 bits: ≈ 2e-4).
@@ -13,10 +14,14 @@ import {expectGoldenSteps, GOLDEN_CASES, goldenLayer, ropeOf, seededRandom} from
  * relative, plus the float32 computation's 1e-4.
  */
 
-const HALF_BOUNDS: Record<mla.HalfDtype, {output: number, row: number}> = {
+const HALF_BOUNDS: Record<mla.HalfDtype|'float8_e4m3fn', {output: number, row: number}> = {
   bfloat16: {output: 1e-2, row: 2 ** -8 + 1e-4},
   float16: {output: 2e-3, row: 2 ** -11 + 1e-4},
+  // e4m3 keeps 3 mantissa bits (2^-4 relative) of values scaled by their block's max / 448;
+  // measured ≈ 3e-2 on the outputs.
+  float8_e4m3fn: {output: 5e-2, row: 2 ** -4 + 1e-4},
 };
+const CACHE_DTYPES = [...mla.HALF_DTYPES, 'float8_e4m3fn'] as const;
 
 function maxAbs(values: ArrayLike<number>): number {
   let m = 0;
@@ -26,14 +31,15 @@ function maxAbs(values: ArrayLike<number>): number {
 
 describeEachBackend('16-bit latent cache: golden vectors', (backend) => {
   for (const golden of GOLDEN_CASES) {
-    for (const cacheDtype of mla.HALF_DTYPES) {
+    for (const cacheDtype of CACHE_DTYPES) {
       for (const graphMode of ['prefill', 'decode'] as const) {
         it(`${golden.name}, ${cacheDtype} cache, graphMode ${graphMode}: within the stated bounds of the oracle`, async () => {
           const tensorsAtStart = tf.memory().numTensors;
           const rope = ropeOf(golden.config);
           const {kvLoraRank, qkRopeHeadDim} = golden.config;
           const width = kvLoraRank + qkRopeHeadDim;
-          const kvParams = new mla.KVCacheParams({headDim: width, pageSize: 16, dtype: cacheDtype});
+          const kvParams = new mla.KVCacheParams({headDim: width, pageSize: 16, dtype: cacheDtype,
+                                                  qkRopeHeadDim});
           const layer = goldenLayer(golden, rope, 16, {graphMode, kvParams});
           const cache = new mla.PagedKVCache(kvParams, {totalNumPages: 64});
           await expectGoldenSteps(layer, golden, cache, HALF_BOUNDS[cacheDtype].output);
@@ -45,10 +51,11 @@ describeEachBackend('16-bit latent cache: golden vectors', (backend) => {
             for (let k = 0; k < length; k++) {
               latent.set(rows.subarray(k * width, k * width + kvLoraRank), k * kvLoraRank);
               kRope.set(rows.subarray(k * width + kvLoraRank, (k + 1) * width), k * qkRopeHeadDim);
-              // Every stored value is a 16-bit value exactly.
-              for (let c = 0; c < width; c++) {
+              // Every stored value is a 16-bit value exactly (FP8: k_pe is bf16).
+              const half = cacheDtype === 'float8_e4m3fn' ? 'bfloat16' : cacheDtype;
+              for (let c = cacheDtype === 'float8_e4m3fn' ? kvLoraRank : 0; c < width; c++) {
                 const v = rows[k * width + c];
-                if (mla.roundToHalf(v, cacheDtype) !== v) fail(`${backend}: row ${k} value ${c} = ${v} is not a ${cacheDtype}`);
+                if (mla.roundToHalf(v, half) !== v) fail(`${backend}: row ${k} value ${c} = ${v} is not a ${half}`);
               }
             }
             const bound = HALF_BOUNDS[cacheDtype].row;
@@ -73,7 +80,8 @@ async function runCase(cacheDtype: mla.KVCacheDtype, graphMode: mla.GraphMode):
   const golden = GOLDEN_CASES[GOLDEN_CASES.length - 1];
   const rope = ropeOf(golden.config);
   const width = golden.config.kvLoraRank + golden.config.qkRopeHeadDim;
-  const kvParams = new mla.KVCacheParams({headDim: width, pageSize: 3, dtype: cacheDtype});
+  const kvParams = new mla.KVCacheParams({headDim: width, pageSize: 3, dtype: cacheDtype,
+                                          qkRopeHeadDim: golden.config.qkRopeHeadDim});
   const layer = goldenLayer(golden, rope, 3, {graphMode, kvParams});
   const cache = new mla.PagedKVCache(kvParams, {totalNumPages: 128});
   const outputs: Float32Array[] = [];
@@ -103,7 +111,7 @@ describe('16-bit latent cache: webgpu equals cpu', () => {
   afterAll(async () => {
     await tf.setBackend(originalBackend);
   });
-  for (const cacheDtype of mla.HALF_DTYPES) {
+  for (const cacheDtype of CACHE_DTYPES) {
     for (const graphMode of ['prefill', 'decode'] as const) {
       it(`${cacheDtype}, ${graphMode}: outputs within 1e-4·max(1, max|y|), rows within one ${cacheDtype} rounding`, async () => {
         await tf.setBackend('cpu');
@@ -115,7 +123,8 @@ describe('16-bit latent cache: webgpu equals cpu', () => {
         });
         // Both round the float32 row to nearest-even; their float32 rows may differ in the last
         // bits (float64 vs float32 arithmetic), so a tie may round apart: at most one step.
-        const ulp = cacheDtype === 'bfloat16' ? 2 ** -7 : 2 ** -10;
+        // (FP8: WGSL's division need not round exactly, so a code may differ by one step too.)
+        const ulp = cacheDtype === 'bfloat16' ? 2 ** -7 : cacheDtype === 'float16' ? 2 ** -10 : 2 ** -3;
         cpu.rows.forEach((expected, i) => {
           expectClose(gpu.rows[i], expected, ulp * Math.max(1, maxAbs(expected)), `${cacheDtype} rows of sequence ${i}`);
         });
@@ -125,6 +134,29 @@ describe('16-bit latent cache: webgpu equals cpu', () => {
 });
 
 describeEachBackend('16-bit latent cache: bytes, errors, NaN', (backend) => {
+  it('FP8 rows: 656 bytes per token and layer at 512 + 64; an all-zero row reads back as zeros', async () => {
+    const params = new mla.KVCacheParams({headDim: 576, pageSize: 16, dtype: 'float8_e4m3fn'});
+    expect(params.bytesPerToken).toBe(656);
+    // A zero c_kv row: every block's scale is 0, which must give zeros, not 0 / 0.
+    const rope = new mla.RotaryEmbedding({dim: 4, nHeads: 1, theta: 10000, maxSeqLen: 8});
+    const small = new mla.KVCacheParams({headDim: 8 + 4, pageSize: 2, dtype: 'float8_e4m3fn', qkRopeHeadDim: 4});
+    const cache = new mla.PagedKVCache(small, {totalNumPages: 2});
+    const q = tf.zeros([1, 1, 6]) as tf.Tensor3D;
+    const kv = tf.zeros([1, 12]) as tf.Tensor2D;
+    const gamma = tf.ones([8]) as tf.Tensor1D;
+    const tokenInfo = tf.tensor2d([0, 0, 1], [1, 3], 'int32');
+    cache.claim(0);
+    cache.fetch([0], [2]);
+    const out = mla.fusedRope(q, kv, gamma, rope.freqsCis, tokenInfo, cache.storage(0),
+                              {eps: 1e-6, interleaved: true, cacheDtype: 'float8_e4m3fn'});
+    cache.step([0], [2]);
+    const rows = await cache.readSequence(0);
+    expect(Array.from(rows)).withContext(`${backend} rows`).toEqual(new Array(24).fill(0));
+    tf.dispose([q, kv, gamma, tokenInfo, out]);
+    cache.dispose();
+    rope.dispose();
+  });
+
   it('holds half the bytes: 1,152 bytes per token and layer at kvLoraRank 512 + rope 64', () => {
     for (const dtype of mla.HALF_DTYPES) {
       const params = new mla.KVCacheParams({headDim: 576, pageSize: 16, numLayers: 2, dtype});
@@ -139,9 +171,11 @@ describeEachBackend('16-bit latent cache: bytes, errors, NaN', (backend) => {
 
   it('refuses unknown dtypes, fp8 (not yet) and odd rows with an Error naming the argument', () => {
     expect(() => new mla.KVCacheParams({headDim: 8, dtype: 'int8' as mla.KVCacheDtype}))
-        .toThrowError(/KVCacheParams dtype: expected 'float32', 'bfloat16' or 'float16', got 'int8'/);
-    expect(() => new mla.KVCacheParams({headDim: 8, dtype: 'float8_e4m3fn' as mla.KVCacheDtype}))
-        .toThrowError(/KVCacheParams dtype: 'float8_e4m3fn' is not supported yet/);
+        .toThrowError(/KVCacheParams dtype: expected 'float32', 'bfloat16', 'float16' or 'float8_e4m3fn', got 'int8'/);
+    expect(() => new mla.KVCacheParams({headDim: 8, dtype: 'float8_e4m3fn'}))
+        .toThrowError(/KVCacheParams qkRopeHeadDim: expected an integer in \[2, 4\], got 64/);
+    expect(() => new mla.KVCacheParams({headDim: 14, dtype: 'float8_e4m3fn', qkRopeHeadDim: 4}))
+        .toThrowError(/the float8_e4m3fn layout needs c_kv = headDim − qkRopeHeadDim a multiple of 4/);
     expect(() => new mla.KVCacheParams({headDim: 7, dtype: 'bfloat16'}))
         .toThrowError(/KVCacheParams headDim: expected an even width with dtype 'bfloat16'/);
     const packed = tf.zeros([2, 4, 5], 'int32') as tf.Tensor3D;

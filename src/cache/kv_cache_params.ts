@@ -1,15 +1,23 @@
 import {checkInteger} from '../ops/check.js';
 import {HalfDtype, isHalfDtype, packedLength} from '../precision/half.js';
+import {Fp8RowLayout, fp8RowLayout} from '../precision/fp8.js';
 
 /** What a cache row is stored as. Arithmetic is float32 whatever the storage. */
-export type KVCacheDtype = 'float32'|HalfDtype;
+export type KVCacheDtype = 'float32'|HalfDtype|'float8_e4m3fn';
 
 export interface KVCacheParamsArgs {
   /**
-   * 'float32' (default), or 'bfloat16' / 'float16': rows rounded to nearest-even and packed two
-   * values per 32-bit word (half the bytes). ('float8_e4m3fn' is not supported yet.)
+   * 'float32' (default); 'bfloat16' / 'float16': rows rounded to nearest-even and packed two
+   * values per 32-bit word (half the bytes); 'float8_e4m3fn': FlashMLA's layout — c_kv as e4m3
+   * codes with one float32 scale per 128 values, k_pe as bf16 (656 bytes at 512 + 64; see
+   * src/precision/fp8.ts).
    */
   dtype?: KVCacheDtype;
+  /**
+   * R, the k_pe part of a row (default 64): only the FP8 layout needs it, to split a row into
+   * c_kv (headDim − R values, a multiple of 4) and k_pe.
+   */
+  qkRopeHeadDim?: number;
   /** Always 1 for MLA: one latent row shared by all heads. */
   nKvHeads?: number;
   /** Width of a cache row: kvLoraRank + qkRopeHeadDim (576 at DeepSeek sizes). */
@@ -29,16 +37,15 @@ export class KVCacheParams {
   readonly pageSize: number;
   readonly numLayers: number;
   readonly isMla: boolean;
+  /** R (the FP8 layout's k_pe part). */
+  readonly qkRopeHeadDim: number;
 
   constructor(args: KVCacheParamsArgs) {
     if (args === undefined || args === null) throw new Error('KVCacheParams: expected an object with headDim, got ' + args);
     const dtype = args.dtype ?? 'float32';
-    if (dtype === ('float8_e4m3fn' as string)) {
-      throw new Error(`KVCacheParams dtype: 'float8_e4m3fn' is not supported yet (expected 'float32', ` +
-                      `'bfloat16' or 'float16')`);
-    }
-    if (dtype !== 'float32' && !isHalfDtype(dtype)) {
-      throw new Error(`KVCacheParams dtype: expected 'float32', 'bfloat16' or 'float16', got '${dtype}'`);
+    if (dtype !== 'float32' && dtype !== 'float8_e4m3fn' && !isHalfDtype(dtype)) {
+      throw new Error(`KVCacheParams dtype: expected 'float32', 'bfloat16', 'float16' or ` +
+                      `'float8_e4m3fn', got '${dtype}'`);
     }
     this.dtype = dtype;
     this.nKvHeads = args.nKvHeads ?? 1;
@@ -53,6 +60,16 @@ export class KVCacheParams {
                       `a 32-bit word), got ${args.headDim}`);
     }
     this.headDim = args.headDim;
+    this.qkRopeHeadDim = args.qkRopeHeadDim ?? 64;
+    if (dtype === 'float8_e4m3fn') {
+      checkInteger('KVCacheParams qkRopeHeadDim', this.qkRopeHeadDim, 2, args.headDim - 4);
+      const latent = args.headDim - this.qkRopeHeadDim;
+      if (latent % 4 !== 0 || this.qkRopeHeadDim % 2 !== 0) {
+        throw new Error(`KVCacheParams headDim: the float8_e4m3fn layout needs c_kv = headDim − ` +
+                        `qkRopeHeadDim a multiple of 4 and an even qkRopeHeadDim, got ${latent} + ` +
+                        `${this.qkRopeHeadDim}`);
+      }
+    }
     this.pageSize = args.pageSize ?? 128;
     checkInteger('KVCacheParams pageSize', this.pageSize, 1);
     this.numLayers = args.numLayers ?? 1;
@@ -69,8 +86,16 @@ export class KVCacheParams {
     return isHalfDtype(this.dtype) ? this.dtype : null;
   }
 
-  /** Elements of the storage tensor per row: rowWidth (float32) or rowWidth / 2 int32 words. */
+  /** The FP8 row layout, or null for other dtypes. */
+  get fp8Layout(): Fp8RowLayout|null {
+    return this.dtype === 'float8_e4m3fn' ?
+        fp8RowLayout(this.rowWidth - this.qkRopeHeadDim, this.qkRopeHeadDim) : null;
+  }
+
+  /** Elements of the storage tensor per row: rowWidth float32 values, or int32 words. */
   get storedRowWidth(): number {
+    const fp8 = this.fp8Layout;
+    if (fp8 !== null) return fp8.rowWords;
     return this.halfDtype === null ? this.rowWidth : packedLength(this.rowWidth);
   }
 

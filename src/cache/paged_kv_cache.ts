@@ -3,6 +3,7 @@ import {checkInteger} from '../ops/check.js';
 import {KVCacheParams} from './kv_cache_params.js';
 import {StepPlan} from './step_plan.js';
 import {packHalf, unpackHalf} from '../precision/half.js';
+import {decodeFp8Row, encodeFp8Row} from '../precision/fp8.js';
 
 interface SequenceState {
   /** Committed tokens (advanced by step). */
@@ -137,10 +138,21 @@ export class PagedKVCache {
       const half = params.halfDtype;
       // 16-bit rows: every word holds fillValue twice (rounded like any stored value), made on
       // the host (tfjs's webgpu fill passes its value as a float32, which rounds such words).
-      const word = half === null ? 0 : packHalf([fillValue, fillValue], half)[0];
-      this.storages.push(tf.keep(half === null ? tf.fill(shape, fillValue, 'float32') as tf.Tensor3D :
-          word === 0 ? tf.zeros(shape, 'int32') as tf.Tensor3D :
-          tf.tensor3d(new Int32Array(shape[0] * shape[1] * shape[2]).fill(word), shape, 'int32')));
+      const fp8 = params.fp8Layout;
+      const row = new Int32Array(params.storedRowWidth);
+      if (fp8 !== null) encodeFp8Row(new Float32Array(params.rowWidth).fill(fillValue), fp8, row, 0);
+      else if (half !== null) row.fill(packHalf([fillValue, fillValue], half)[0]);
+      let storage: tf.Tensor3D;
+      if (fp8 === null && half === null) {
+        storage = tf.fill(shape, fillValue, 'float32') as tf.Tensor3D;
+      } else if (row.every((word) => word === 0)) {
+        storage = tf.zeros(shape, 'int32') as tf.Tensor3D;
+      } else {
+        const words = new Int32Array(shape[0] * shape[1] * shape[2]);
+        for (let r = 0; r < shape[0] * shape[1]; r++) words.set(row, r * row.length);
+        storage = tf.tensor3d(words, shape, 'int32');
+      }
+      this.storages.push(tf.keep(storage));
     }
     // Lowest page first, so a fresh cache fills pages in order.
     this.freePages = [];
@@ -298,7 +310,10 @@ export class PagedKVCache {
     const out = new Float32Array(state.length * width);
     for (let k = 0; k < state.length; k++) {
       const row = state.pages[Math.floor(k / pageSize)] * pageSize + (k % pageSize);
-      if (half === null) {
+      const fp8 = this.params.fp8Layout;
+      if (fp8 !== null) {
+        decodeFp8Row(all, row * stored, fp8, out.subarray(k * width, (k + 1) * width));
+      } else if (half === null) {
         out.set(all.subarray(row * width, (row + 1) * width), k * width);
       } else {
         unpackHalf(all, half, width, row * 2 * stored, out.subarray(k * width, (k + 1) * width));

@@ -128,16 +128,22 @@ export const MLA_GATHER_ROWS = 'MLAGatherRows';
 export interface MLAGatherRowsAttrs {
   cacheDtype: CacheDtype;
   columns: number;
+  /** L and R, with a float8_e4m3fn cache. */
+  kvLoraRank?: number;
+  ropeDim?: number;
 }
 
 /**
  * How the `cache` input of FusedRope, MLADecode, MLAPrefill and MLAGatherRows stores its rows:
  * 'float32' (default): float32 [pages, pageSize, D]; 'bfloat16' / 'float16': int32
  * [pages, pageSize, D / 2], two values rounded to nearest-even per word (value 2i in the low
- * 16 bits of word i; see src/precision/half.ts). Kernels widen on read and round on write;
+ * 16 bits of word i; see src/precision/half.ts); 'float8_e4m3fn': int32 [pages, pageSize, W]
+ * in FlashMLA's layout (src/precision/fp8.ts: e4m3 codes of c_kv with a float32 scale per 128
+ * values, then k_pe as bf16), which needs L and R (FusedRope and MLADecode know them; MLAPrefill
+ * and MLAGatherRows take them as attrs). Kernels widen on read and round or quantize on write;
  * arithmetic stays float32.
  */
-export type CacheDtype = 'float32'|'bfloat16'|'float16';
+export type CacheDtype = 'float32'|'bfloat16'|'float16'|'float8_e4m3fn';
 
 /**
  * How MLALinear's w / w2 and FusedRope's wUkT store their values: 'float32' (default), or
@@ -171,6 +177,8 @@ export interface MLAPrefillAttrs {
   scale: number;
   qkNopeHeadDim: number;
   cacheDtype?: CacheDtype;
+  /** L, with a float8_e4m3fn cache. */
+  kvLoraRank?: number;
 }
 
 export interface MLADecodeAttrs {

@@ -1,3 +1,4 @@
+import {Fp8RowLayout, fp8RowLayout} from '../precision/fp8.js';
 /**
  * How FusedRope and MLALinear read their inputs and shape their outputs, computed once from
  * the shapes and attrs: the op wrappers validate with these, and the cpu and webgpu kernels
@@ -84,8 +85,19 @@ export function fusedRopeLayout(
   return {numTokens, numHeads, nopeDim, ropeDim, latentDim, qRowStride, absorbed, outputShape};
 }
 
-/** D, the values of a cache row, from the cache tensor's shape and its storage dtype. */
-export function cacheRowWidth(cacheShape: readonly number[], cacheDtype: string|undefined): number {
+/**
+ * D, the values of a cache row, from the cache tensor's shape and its storage dtype (for
+ * float8_e4m3fn, from L and R: the shape alone does not say).
+ */
+export function cacheRowWidth(cacheShape: readonly number[], cacheDtype: string|undefined,
+                              fp8?: {kvLoraRank?: number, ropeDim?: number}): number {
   const stored = cacheShape[cacheShape.length - 1];
+  if (cacheDtype === 'float8_e4m3fn') return (fp8?.kvLoraRank ?? 0) + (fp8?.ropeDim ?? 0);
   return cacheDtype === 'bfloat16' || cacheDtype === 'float16' ? 2 * stored : stored;
+}
+
+/** The FP8 row layout of a float8_e4m3fn cache (null for other dtypes). */
+export function cacheFp8Layout(cacheDtype: string|undefined, kvLoraRank: number, ropeDim: number):
+    Fp8RowLayout|null {
+  return cacheDtype === 'float8_e4m3fn' ? fp8RowLayout(kvLoraRank, ropeDim) : null;
 }

@@ -136,7 +136,8 @@ function decompressedAttention(parts: AttentionParts, qRoped: tf.Tensor3D, cache
       let decompressed: tf.Tensor2D;
       if (cacheRows === null) {
         // A 16-bit cache: its latent rows widened by one gather (float32, bufferSize rows at most).
-        const latent = mlaGatherRows(cache, chunk.slots, {cacheDtype, columns: d.kvLoraRank});
+        const latent = mlaGatherRows(cache, chunk.slots, {cacheDtype, columns: d.kvLoraRank,
+                                                          kvLoraRank: d.kvLoraRank, ropeDim: d.qkRopeHeadDim});
         decompressed = project(parts, latent, 'kv_b_proj.weight', viaLinear);
       } else {
         const rows = tf.gather(cacheRows, chunk.slots) as tf.Tensor2D;
@@ -147,7 +148,7 @@ function decompressedAttention(parts: AttentionParts, qRoped: tf.Tensor3D, cache
       }
       const kvBuffer = tf.reshape(decompressed, [numRows, numHeads, d.qkNopeHeadDim + d.vHeadDim]) as tf.Tensor3D;
       return mlaPrefill(qRoped, kvBuffer, cache, lookup, tokenInfo, chunk.chunkInfo,
-                        {scale: parts.scale, qkNopeHeadDim: d.qkNopeHeadDim, cacheDtype});
+                        {scale: parts.scale, qkNopeHeadDim: d.qkNopeHeadDim, cacheDtype, kvLoraRank: d.kvLoraRank});
     });
     if (merged === null) {
       merged = part;

@@ -171,6 +171,10 @@ export function resolveArgs(args: LatentAttentionWithRopeArgs): ResolvedArgs {
     throw new Error(`LatentAttentionWithRope kvParams.headDim: expected kvLoraRank + qkRopeHeadDim ` +
                     `= ${rowWidth}, got ${resolved.kvParams.headDim}`);
   }
+  if (resolved.kvParams.dtype === 'float8_e4m3fn' && resolved.kvParams.qkRopeHeadDim !== resolved.qkRopeHeadDim) {
+    throw new Error(`LatentAttentionWithRope kvParams.qkRopeHeadDim: the float8_e4m3fn cache splits rows at ` +
+                    `qkRopeHeadDim = ${resolved.qkRopeHeadDim}, got ${resolved.kvParams.qkRopeHeadDim}`);
+  }
   if (resolved.rope.dim !== resolved.qkRopeHeadDim) {
     throw new Error(`LatentAttentionWithRope rope.dim: expected qkRopeHeadDim = ${resolved.qkRopeHeadDim}, ` +
                     `got ${resolved.rope.dim}`);

@@ -3,6 +3,7 @@ import {FUSED_ROPE, FusedRopeAttrs, LINEAR, MLA_DECODE, MLA_PREFILL, MLADecodeAt
 import {cacheRowWidth, fusedRopeLayout} from '../kernels/layouts.js';
 import {CacheDtype, MLA_GATHER_ROWS, MLA_PACK_HALF, MLA_UNPACK_HALF, MLAGatherRowsAttrs, WeightDtype} from '../kernels/kernel_names.js';
 import {HalfDtype, isHalfDtype} from '../precision/half.js';
+import {fp8RowLayout} from '../precision/fp8.js';
 import {checkInteger, checkShape} from './check.js';
 import {assertSupportedBackend} from './backend_check.js';
 
@@ -15,13 +16,26 @@ import {assertSupportedBackend} from './backend_check.js';
  * A cache input: float32 [pages, pageSize, D], or with a 16-bit cacheDtype int32
  * [pages, pageSize, D / 2] (two values a word). `rowWidth` D, when known.
  */
-function checkCache(what: string, cache: tf.Tensor, rowWidth: number|null, cacheDtype: CacheDtype|undefined): void {
+function checkCache(what: string, cache: tf.Tensor, rowWidth: number|null, cacheDtype: CacheDtype|undefined,
+                    latentDim: number|null = null): void {
   const dtype = cacheDtype ?? 'float32';
-  if (dtype !== 'float32' && dtype !== 'bfloat16' && dtype !== 'float16') {
-    throw new Error(`${what.split(' ')[0]} cacheDtype: expected 'float32', 'bfloat16' or 'float16', got '${dtype}'`);
+  if (dtype !== 'float32' && dtype !== 'bfloat16' && dtype !== 'float16' && dtype !== 'float8_e4m3fn') {
+    throw new Error(`${what.split(' ')[0]} cacheDtype: expected 'float32', 'bfloat16', 'float16' or ` +
+                    `'float8_e4m3fn', got '${dtype}'`);
   }
   if (dtype === 'float32') {
     checkShape(what, cache, [null, null, rowWidth], 'float32');
+  } else if (dtype === 'float8_e4m3fn') {
+    if (rowWidth === null || latentDim === null) {
+      throw new Error(`${what}: a float8_e4m3fn cache needs kvLoraRank (and the rope dim) to read its rows`);
+    }
+    const ropeDim = rowWidth - latentDim;
+    if (latentDim % 4 !== 0 || ropeDim % 2 !== 0) {
+      throw new Error(`${what}: the float8_e4m3fn layout needs kvLoraRank a multiple of 4 and an even ` +
+                      `rope dim, got ${latentDim} + ${ropeDim}`);
+    }
+    checkShape(`${what} (float8_e4m3fn rows of ${latentDim} + ${ropeDim})`, cache,
+               [null, null, fp8RowLayout(latentDim, ropeDim).rowWords], 'int32');
   } else {
     if (rowWidth !== null && rowWidth % 2 !== 0) {
       throw new Error(`${what}: a ${dtype} cache needs an even row width, got ${rowWidth}`);
@@ -63,7 +77,7 @@ function fusedRope_(
                     `columns), got ${kv.shape[1]}`);
   }
   checkShape('fusedRope tokenInfo', tokenInfo, [numTokens, 3], 'int32');
-  checkCache('fusedRope cache', cache, rowWidth, attrs.cacheDtype);
+  checkCache('fusedRope cache', cache, rowWidth, attrs.cacheDtype, gamma.shape[0]);
   if (wUkT !== undefined) {
     const weightDtype = attrs.weightDtype ?? 'float32';
     checkWeightDtype('fusedRope weightDtype', weightDtype);
@@ -86,7 +100,7 @@ function mlaDecode_(
   assertSupportedBackend('mlaDecode');
   checkShape('mlaDecode q', q, [null, null, null], 'float32');
   const [numTokens, , rowWidth] = q.shape;
-  checkCache('mlaDecode cache', cache, rowWidth, attrs.cacheDtype);
+  checkCache('mlaDecode cache', cache, rowWidth, attrs.cacheDtype, attrs.kvLoraRank);
   checkShape('mlaDecode lookup', lookup, [null, null], 'int32');
   checkShape('mlaDecode tokenInfo', tokenInfo, [numTokens, 3], 'int32');
   checkInteger('mlaDecode kvLoraRank', attrs.kvLoraRank, 1, rowWidth - 1);
@@ -108,10 +122,12 @@ function mlaPrefill_(
     throw new Error(`mlaPrefill kvBuffer: expected a last dim > qkNopeHeadDim ` +
                     `${attrs.qkNopeHeadDim} (K_nope | V), got ${kvBuffer.shape[2]}`);
   }
-  checkCache('mlaPrefill cache', cache, null, attrs.cacheDtype);
-  if (cacheRowWidth(cache.shape, attrs.cacheDtype) <= qHeadDim - attrs.qkNopeHeadDim) {
+  const prefillRope = qHeadDim - attrs.qkNopeHeadDim;
+  checkCache('mlaPrefill cache', cache, attrs.kvLoraRank === undefined ? null : attrs.kvLoraRank + prefillRope,
+             attrs.cacheDtype, attrs.kvLoraRank ?? null);
+  if (cacheRowWidth(cache.shape, attrs.cacheDtype, {kvLoraRank: attrs.kvLoraRank, ropeDim: prefillRope}) <= prefillRope) {
     throw new Error(`mlaPrefill cache: expected rows wider than the rope dim, got ` +
-                    `${cacheRowWidth(cache.shape, attrs.cacheDtype)} values`);
+                    `${cacheRowWidth(cache.shape, attrs.cacheDtype, {kvLoraRank: attrs.kvLoraRank, ropeDim: prefillRope})} values`);
   }
   checkShape('mlaPrefill lookup', lookup, [null, null], 'int32');
   checkShape('mlaPrefill tokenInfo', tokenInfo, [numTokens, 3], 'int32');
@@ -123,9 +139,11 @@ function mlaPrefill_(
 
 function mlaGatherRows_(cache: tf.Tensor3D, slots: tf.Tensor1D, attrs: MLAGatherRowsAttrs): tf.Tensor2D {
   assertSupportedBackend('mlaGatherRows');
-  checkCache('mlaGatherRows cache', cache, null, attrs.cacheDtype);
+  const fp8Dims = attrs.kvLoraRank !== undefined && attrs.ropeDim !== undefined;
+  checkCache('mlaGatherRows cache', cache, fp8Dims ? attrs.kvLoraRank! + attrs.ropeDim! : null, attrs.cacheDtype,
+             attrs.kvLoraRank ?? null);
   checkShape('mlaGatherRows slots', slots, [null], 'int32');
-  checkInteger('mlaGatherRows columns', attrs.columns, 0, cacheRowWidth(cache.shape, attrs.cacheDtype));
+  checkInteger('mlaGatherRows columns', attrs.columns, 0, cacheRowWidth(cache.shape, attrs.cacheDtype, attrs));
   const inputs = {cache, slots};
   return tf.engine().runKernel(MLA_GATHER_ROWS, inputs as unknown as tf.NamedTensorMap,
                                attrs as unknown as tf.NamedAttrMap) as tf.Tensor2D;

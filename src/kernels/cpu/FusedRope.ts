@@ -1,7 +1,7 @@
 import type {KernelConfig, KernelFunc, NamedAttrMap, TensorInfo} from '@tensorflow/tfjs-core';
 import type {MathBackendCPU} from '@tensorflow/tfjs-backend-cpu';
 import {FUSED_ROPE, FusedRopeAttrs} from '../kernel_names.js';
-import {fusedRopeLayout} from '../layouts.js';
+import {cacheFp8Layout, fusedRopeLayout} from '../layouts.js';
 import {valuesOf, writeCacheRow} from './cpu_tensors.js';
 import {dot, rmsNormRow, ropeRow} from './reference_math.js';
 import {unpackHalf} from '../../precision/half.js';
@@ -29,6 +29,7 @@ export function fusedRopeCpu(args: {
   const tokenInfo = valuesOf(backend, inputs.tokenInfo);
   const cache = valuesOf(backend, inputs.cache);
   const row = new Float32Array(rowWidth);
+  const fp8 = cacheFp8Layout(attrs.cacheDtype, latentDim, ropeDim);
   const wUkT = inputs.wUkT === undefined ? null : valuesOf(backend, inputs.wUkT);
   const weightDtype = attrs.weightDtype ?? 'float32';
 
@@ -60,7 +61,7 @@ export function fusedRopeCpu(args: {
     const kvStart = t * kvRowStride + kvRowStride - rowWidth;
     rmsNormRow(kv, kvStart, latentDim, gamma, attrs.eps, row, 0);
     ropeRow(kv, kvStart + latentDim, ropeDim, freqsCis, freqsRow, attrs.interleaved, row, latentDim);
-    writeCacheRow(cache, slot, row, attrs.cacheDtype);
+    writeCacheRow(cache, slot, row, attrs.cacheDtype, fp8);
   }
   return backend.makeTensorInfo(layout.outputShape, 'float32', qOut);
 }

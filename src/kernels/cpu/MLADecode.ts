@@ -2,6 +2,7 @@ import type {KernelConfig, KernelFunc, NamedAttrMap, TensorInfo} from '@tensorfl
 import type {MathBackendCPU} from '@tensorflow/tfjs-backend-cpu';
 import {MLA_DECODE, MLADecodeAttrs} from '../kernel_names.js';
 import {cacheRow, valuesOf} from './cpu_tensors.js';
+import {cacheFp8Layout} from '../layouts.js';
 import {cacheRowOf, dot, softmaxInPlace} from './reference_math.js';
 
 /** The readable reference of MLADecode, the absorbed attention (contract in ../kernel_names.ts). */
@@ -15,6 +16,7 @@ export function mlaDecodeCpu(args: {
   const pageSize = inputs.cache.shape[1];
   const maxPagesPerSeq = inputs.lookup.shape[1];
   const kvLoraRank = attrs.kvLoraRank;
+  const fp8 = cacheFp8Layout(attrs.cacheDtype, kvLoraRank, rowWidth - kvLoraRank);
 
   const q = valuesOf(backend, inputs.q);
   const cache = valuesOf(backend, inputs.cache);
@@ -29,7 +31,7 @@ export function mlaDecodeCpu(args: {
     const keyRows: Float32Array[] = [];
     for (let k = 0; k <= position; k++) {
       const slot = cacheRowOf(lookup, batchRow * maxPagesPerSeq, pageSize, k);
-      keyRows.push(cacheRow(cache, slot, rowWidth, attrs.cacheDtype));
+      keyRows.push(cacheRow(cache, slot, rowWidth, attrs.cacheDtype, fp8));
     }
     for (let h = 0; h < numHeads; h++) {
       const qStart = (t * numHeads + h) * rowWidth;

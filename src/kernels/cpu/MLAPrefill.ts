@@ -2,7 +2,7 @@ import type {KernelConfig, KernelFunc, NamedAttrMap, TensorInfo} from '@tensorfl
 import type {MathBackendCPU} from '@tensorflow/tfjs-backend-cpu';
 import {MLA_PREFILL, MLAPrefillAttrs} from '../kernel_names.js';
 import {cacheRow, valuesOf} from './cpu_tensors.js';
-import {cacheRowWidth} from '../layouts.js';
+import {cacheFp8Layout, cacheRowWidth} from '../layouts.js';
 import {cacheRowOf, dot, softmaxInPlace} from './reference_math.js';
 
 /**
@@ -22,8 +22,9 @@ export function mlaPrefillCpu(args: {
   const kvHeadDim = inputs.kvBuffer.shape[2];
   const vHeadDim = kvHeadDim - nopeDim;
   const pageSize = inputs.cache.shape[1];
-  const rowWidth = cacheRowWidth(inputs.cache.shape, attrs.cacheDtype);
+  const rowWidth = cacheRowWidth(inputs.cache.shape, attrs.cacheDtype, {kvLoraRank: attrs.kvLoraRank, ropeDim});
   const kvLoraRank = rowWidth - ropeDim;
+  const fp8 = cacheFp8Layout(attrs.cacheDtype, kvLoraRank, ropeDim);
   const maxPagesPerSeq = inputs.lookup.shape[1];
 
   const q = valuesOf(backend, inputs.q);
@@ -49,7 +50,7 @@ export function mlaPrefillCpu(args: {
       for (let j = 0; j < visibleRows; j++) {
         const kvStart = ((bufferStart + j) * numHeads + h) * kvHeadDim;
         const slot = cacheRowOf(lookup, batchRow * maxPagesPerSeq, pageSize, firstToken + j);
-        const keyRow = cacheRow(cache, slot, rowWidth, attrs.cacheDtype);
+        const keyRow = cacheRow(cache, slot, rowWidth, attrs.cacheDtype, fp8);
         const nopeScore = dot(q, qStart, kvBuffer, kvStart, nopeDim);
         const ropeScore = dot(q, qStart + nopeDim, keyRow, kvLoraRank, ropeDim);
         scores.push(attrs.scale * (nopeScore + ropeScore));

@@ -1,6 +1,6 @@
 import type {KernelConfig, KernelFunc, NamedAttrMap, TensorInfo} from '@tensorflow/tfjs-core';
 import {FUSED_ROPE, FusedRopeAttrs} from '../kernel_names.js';
-import {fusedRopeLayout} from '../layouts.js';
+import {cacheFp8Layout, fusedRopeLayout} from '../layouts.js';
 import {RopeCacheWriteProgram, RopeQProgram} from './fused_rope_webgpu.js';
 import {defaultColsPerInvocation, LinearProgram, linearVectorWidth, MAX_ROWS_PER_INVOCATION} from './linear_webgpu.js';
 import {invalidateCpuCopy, WebGPUBackend} from './webgpu_util.js';
@@ -26,8 +26,9 @@ export function fusedRopeWebGPU(args: {
   const {numTokens, numHeads, nopeDim, ropeDim, latentDim, qRowStride} = layout;
 
   if (numTokens > 0) {
-    const cacheProgram = new RopeCacheWriteProgram({...rope, cacheDtype: attrs.cacheDtype ?? 'float32'},
-                                                   cache.shape, numTokens);
+    const cacheDtype = attrs.cacheDtype ?? 'float32';
+    const cacheProgram = new RopeCacheWriteProgram(
+        {...rope, cacheDtype, fp8: cacheFp8Layout(cacheDtype, latentDim, ropeDim)}, cache.shape, numTokens);
     backend.runWebGPUProgram(cacheProgram, [kv, gamma, freqsCis, tokenInfo], cache.dtype,
                              [{type: 'float32', data: [attrs.eps]}], cache);
     invalidateCpuCopy(backend, cache);

@@ -28,7 +28,7 @@ export function mlaPrefillWebGPU(args: {
   const ropeDim = qHeadDim - nopeDim;
   const vDim = kvBuffer.shape[2] - nopeDim;
   const cacheDtype = attrs.cacheDtype ?? 'float32';
-  const kvLoraRank = cacheRowWidth(cache.shape, cacheDtype) - ropeDim;
+  const kvLoraRank = cacheRowWidth(cache.shape, cacheDtype, {kvLoraRank: attrs.kvLoraRank, ropeDim}) - ropeDim;
   const dims = {numHeads, nopeDim, ropeDim, vDim, kvLoraRank, cacheDtype};
 
   const limits = deviceLimits(backend);

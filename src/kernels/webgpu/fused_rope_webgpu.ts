@@ -9,6 +9,8 @@ import {ropePairWGSL} from './rope_wgsl.js';
 import type {CacheDtype} from '../kernel_names.js';
 import type {HalfDtype} from '../../precision/half.js';
 import {halfWGSL, halfWGSLKey} from './half_wgsl.js';
+import {fp8WGSL, fp8WGSLKey} from './fp8_wgsl.js';
+import {E4M3_MAX, FP8_BLOCK, Fp8RowLayout} from '../../precision/fp8.js';
 
 /** What the rope programs' shaders depend on (their workgroup size is fixed: 64). */
 export interface RopeParams {
@@ -23,11 +25,13 @@ function ropeKey(p: RopeParams): string {
 /** The cache write's params: the rope pairing and how the cache stores its rows. */
 export interface RopeCacheWriteParams extends RopeParams {
   cacheDtype: CacheDtype;
+  /** The row layout of a float8_e4m3fn cache (null otherwise). */
+  fp8: Fp8RowLayout|null;
 }
 
 export function ropeCacheWriteShaderKey(p: RopeCacheWriteParams): string {
-  return `mlaRopeCacheWrite_${ropeKey(p)}` +
-      (p.cacheDtype === 'float32' ? '' : `_${halfWGSLKey(p.cacheDtype)}`);
+  return `mlaRopeCacheWrite_${ropeKey(p)}` + (p.fp8 !== null ? `_${fp8WGSLKey(p.fp8)}` :
+      p.cacheDtype === 'float32' ? '' : `_${halfWGSLKey(p.cacheDtype as HalfDtype)}`);
 }
 
 export function ropeQShaderKey(p: RopeParams): string {
@@ -65,8 +69,10 @@ export class RopeCacheWriteProgram implements WebGPUProgram {
 
   getUserCode(): string {
     const WG = this.workgroupSize[0];
-    const half = this.params.cacheDtype !== 'float32';
-    return `${half ? halfWGSL(this.params.cacheDtype as HalfDtype) : ''}
+    const fp8 = this.params.fp8;
+    const half = fp8 === null && this.params.cacheDtype !== 'float32';
+    const WORDS = fp8 === null ? 0 : fp8.rowWords;
+    return `${half ? halfWGSL(this.params.cacheDtype as HalfDtype) : fp8 !== null ? fp8WGSL(fp8, false) : ''}
     // Value c of the token's cache row: RMSNorm(c_kv) for c < L, then rope(k_pe).
     fn rowValue(kvStart : i32, c : i32, inverseRms : f32, freqsStart : i32) -> f32 {
       let latentDim = uniforms.gammaShape;
@@ -83,7 +89,8 @@ export class RopeCacheWriteProgram implements WebGPUProgram {
       return x * cosine + select(-partner, partner, isSecond) * sine;
     }
 
-    var<workgroup> sumSquares : array<f32, ${WG}>;
+    var<workgroup> sumSquares : array<f32, ${WG}>;${fp8 === null ? '' : `
+    var<workgroup> blockScales : array<f32, ${fp8.scaleWords}>;`}
     ${mainHeader('index')} {
       // A dispatch wider than 65535 workgroups is folded into y/z with spare workgroups at
       // the end: they read token T − 1 but write nothing (a clamped write could hit a row).
@@ -93,7 +100,7 @@ export class RopeCacheWriteProgram implements WebGPUProgram {
       let lane = i32(localIndex);
       let latentDim = uniforms.gammaShape;
       let ropeDim = uniforms.freqsCisShape.y;
-      let rowWidth = uniforms.outShape.z${half ? ' * 2' : ''};
+      let rowWidth = ${fp8 !== null ? fp8.latentDim + fp8.ropeDim : `uniforms.outShape.z${half ? ' * 2' : ''}`};
       let kvStart = token * uniforms.kvShape.y + uniforms.kvShape.y - rowWidth;
       let position = tokenInfo[token * 3 + 1];
       let rowStart = tokenInfo[token * 3 + 2] * rowWidth;
@@ -111,12 +118,54 @@ export class RopeCacheWriteProgram implements WebGPUProgram {
         }
         workgroupBarrier();
       }
+      ${fp8 === null ? `if (!valid) {
+        return;
+      }` : '// FP8: spare workgroups go on through the barriers below and write nothing.'}
+      let inverseRms = 1.0 / sqrt(sumSquares[0] / f32(latentDim) + uniforms.eps);
+      let freqsStart = position * ropeDim;
+${fp8 !== null ? `      // FP8 rows: per block of ${FP8_BLOCK} c_kv values the scale max|v| / 448 (a tree reduction, as
+      // for the squares: the loop bounds are uniform), then codes, scales and bf16 k_pe words.
+      workgroupBarrier();  // every lane has read sumSquares[0]
+      for (var b = 0; b < ${fp8.scaleWords}; b++) {
+        var blockMax = 0.0;
+        for (var c = b * ${FP8_BLOCK} + lane; c < min(latentDim, (b + 1) * ${FP8_BLOCK}); c += ${WG}) {
+          blockMax = max(blockMax, abs(rowValue(kvStart, c, inverseRms, freqsStart)));
+        }
+        sumSquares[lane] = blockMax;
+        workgroupBarrier();
+        for (var stride = ${WG / 2}; stride > 0; stride >>= 1) {
+          if (lane < stride) {
+            sumSquares[lane] = max(sumSquares[lane], sumSquares[lane + stride]);
+          }
+          workgroupBarrier();
+        }
+        if (lane == 0) {
+          blockScales[b] = sumSquares[0] / ${E4M3_MAX}.0;
+        }
+        workgroupBarrier();
+      }
       if (!valid) {
         return;
       }
-      let inverseRms = 1.0 / sqrt(sumSquares[0] / f32(latentDim) + uniforms.eps);
-      let freqsStart = position * ropeDim;
-${half ? `      // 16-bit rows: each lane writes whole words, two values rounded to nearest-even.
+      let wordStart = tokenInfo[token * 3 + 2] * ${WORDS};
+      for (var w = lane; w < ${fp8.codeWords}; w += ${WG}) {
+        let scale = blockScales[(4 * w) / ${FP8_BLOCK}];
+        var word = 0u;
+        for (var j = 0; j < 4; j++) {
+          // A zero scale (an all-zero block) gives zero codes, never 0 / 0.
+          let scaled = select(0.0, rowValue(kvStart, 4 * w + j, inverseRms, freqsStart) / scale, scale > 0.0);
+          word |= f32ToE4m3(scaled) << (8u * u32(j));
+        }
+        result[wordStart + w] = bitcast<i32>(word);
+      }
+      for (var b = lane; b < ${fp8.scaleWords}; b += ${WG}) {
+        result[wordStart + ${fp8.codeWords} + b] = bitcast<i32>(blockScales[b]);
+      }
+      for (var w = lane; w < ${fp8.ropeWords}; w += ${WG}) {
+        let c = latentDim + 2 * w;
+        result[wordStart + ${fp8.codeWords + fp8.scaleWords} + w] =
+            packHalf2(rowValue(kvStart, c, inverseRms, freqsStart), rowValue(kvStart, c + 1, inverseRms, freqsStart));
+      }` : half ? `      // 16-bit rows: each lane writes whole words, two values rounded to nearest-even.
       for (var w = lane; w < rowWidth / 2; w += ${WG}) {
         result[rowStart / 2 + w] = packHalf2(rowValue(kvStart, 2 * w, inverseRms, freqsStart),
                                              rowValue(kvStart, 2 * w + 1, inverseRms, freqsStart));

@@ -5,14 +5,19 @@
 import type {CacheDtype} from '../kernel_names.js';
 import type {HalfDtype} from '../../precision/half.js';
 import {halfWGSL, halfWGSLKey} from './half_wgsl.js';
+import {fp8WGSL, fp8WGSLKey} from './fp8_wgsl.js';
+import type {Fp8RowLayout} from '../../precision/fp8.js';
 import {flatLayout, mainHeader, WebGPUProgram} from './webgpu_util.js';
 
 export interface GatherRowsParams {
   cacheDtype: CacheDtype;
+  /** The FP8 row layout (null unless cacheDtype is float8_e4m3fn). */
+  fp8: Fp8RowLayout|null;
 }
 
 export function gatherRowsShaderKey(p: GatherRowsParams): string {
-  return `mlaGatherRows${p.cacheDtype === 'float32' ? '' : `_${halfWGSLKey(p.cacheDtype)}`}`;
+  return `mlaGatherRows${p.fp8 !== null ? `_${fp8WGSLKey(p.fp8)}` :
+                         p.cacheDtype === 'float32' ? '' : `_${halfWGSLKey(p.cacheDtype as HalfDtype)}`}`;
 }
 
 export class GatherRowsProgram implements WebGPUProgram {
@@ -37,15 +42,17 @@ export class GatherRowsProgram implements WebGPUProgram {
   }
 
   getUserCode(): string {
-    const half = this.params.cacheDtype !== 'float32';
-    return `${half ? halfWGSL(this.params.cacheDtype as HalfDtype) : ''}
+    const fp8 = this.params.fp8;
+    const half = fp8 === null && this.params.cacheDtype !== 'float32';
+    return `${half ? halfWGSL(this.params.cacheDtype as HalfDtype) : fp8 !== null ? fp8WGSL(fp8) : ''}
     ${mainHeader('index')} {
       if (index >= uniforms.size) {
         return;
       }
       let columns = uniforms.outShape.y;
       let value = slots[index / columns] * uniforms.rowWidth + index % columns;
-      result[index] = ${half ? 'halfAt(cache[value / 2], (value & 1) == 1)' : 'cache[value]'};
+      result[index] = ${fp8 !== null ? 'fp8CacheValue(slots[index / columns], index % columns)' :
+                        half ? 'halfAt(cache[value / 2], (value & 1) == 1)' : 'cache[value]'};
     }`;
   }
 }

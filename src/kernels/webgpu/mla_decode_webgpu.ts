@@ -24,6 +24,9 @@
 import type {CacheDtype} from '../kernel_names.js';
 import type {HalfDtype} from '../../precision/half.js';
 import {halfWGSL, halfWGSLKey} from './half_wgsl.js';
+import {fp8WGSL, fp8WGSLKey} from './fp8_wgsl.js';
+import type {Fp8RowLayout} from '../../precision/fp8.js';
+import {cacheFp8Layout} from '../layouts.js';
 import {flatLayout, mainHeader, WebGPUProgram} from './webgpu_util.js';
 import {range, sum, unroll} from './wgsl.js';
 
@@ -131,8 +134,10 @@ export interface MLADecodeSplitParams extends MLADecodeTiling {
   vectorWidth: 1|4;
   /** One split: write the normalized o_lat [T, H, L] instead of partials [T, S, H, L + 2]. */
   finalize: boolean;
-  /** How cache rows are stored (16-bit: widened on load). */
+  /** How cache rows are stored (16-bit or FP8: widened on load). */
   cacheDtype: CacheDtype;
+  /** The FP8 row layout (null unless cacheDtype is float8_e4m3fn). */
+  fp8: Fp8RowLayout|null;
 }
 
 /** The split program's params for a plan and the shapes it was made for. */
@@ -147,6 +152,7 @@ export function mlaDecodeSplitParams(plan: MLADecodePlan, rowWidth: number, late
     vectorWidth: decodeVectorWidth(rowWidth, latentDim),
     finalize: plan.numSplits === 1,
     cacheDtype,
+    fp8: cacheFp8Layout(cacheDtype, latentDim, rowWidth - latentDim),
   };
 }
 
@@ -154,7 +160,8 @@ export function mlaDecodeSplitShaderKey(p: MLADecodeSplitParams): string {
   return `mlaDecodeSplit_D${p.rowWidth}_L${p.latentDim}_WG${p.workgroupSize}` +
       `_HB${p.headsPerBlock}_KT${p.keysPerTile}_VW${p.vectorWidth}` +
       `_${p.finalize ? 'final' : 'partial'}` +
-      (p.cacheDtype === 'float32' ? '' : `_${halfWGSLKey(p.cacheDtype)}`);
+      (p.fp8 !== null ? `_${fp8WGSLKey(p.fp8)}` :
+       p.cacheDtype === 'float32' ? '' : `_${halfWGSLKey(p.cacheDtype as HalfDtype)}`);
 }
 
 export class MLADecodeSplitProgram implements WebGPUProgram {
@@ -183,7 +190,9 @@ export class MLADecodeSplitProgram implements WebGPUProgram {
     const {latentDim, vectorWidth} = params;
     this.params = params;
     // A 16-bit cache is read as words: VW = 4 values are 2 words (a vec2<i32>).
-    const cacheComponents = params.cacheDtype === 'float32' ? vectorWidth : vectorWidth / 2 || 1;
+    // FP8 rows are read word by word (scalar i32).
+    const cacheComponents = params.fp8 !== null ? 1 : params.cacheDtype === 'float32' ? vectorWidth :
+                                                                                     vectorWidth / 2 || 1;
     this.variableComponents = [vectorWidth, vectorWidth === 4 ? cacheComponents : 1, 1, 1];
     this.outputShape = params.finalize ? [numTokens, numHeads, latentDim] :
                                          [numTokens, split.numSplits, numHeads, latentDim + 2];
@@ -211,8 +220,11 @@ export class MLADecodeSplitProgram implements WebGPUProgram {
     const partialL = (j: number) => (j + 1) * WG > latentVecs;
     // Register i of a row: q's own, or the cache's widened from 16 bits (VW = 4: one vec2 of
     // words; VW = 1: one half of word i / 2).
-    const half = this.params.cacheDtype !== 'float32';
-    const element = (array: string, i: string) => !half || array !== 'cache' ? `${array}[${i}]` :
+    const fp8 = this.params.fp8;
+    const half = fp8 === null && this.params.cacheDtype !== 'float32';
+    const element = (array: string, i: string) => array !== 'cache' || (!half && fp8 === null) ? `${array}[${i}]` :
+        fp8 !== null ? (VW === 4 ? `fp8CacheVec4((${i}) / ${rowVecs}, ((${i}) % ${rowVecs}) * 4)` :
+                                   `fp8CacheValue((${i}) / ${rowVecs}, (${i}) % ${rowVecs})`) :
         VW === 4 ? `vec4<f32>(unpackHalf2(cache[${i}].x), unpackHalf2(cache[${i}].y))` :
                    `halfAt(cache[(${i}) / 2], ((${i}) & 1) == 1)`;
     const load = (array: string, start: string, j: number) => partialD(j) ?
@@ -234,7 +246,7 @@ export class MLADecodeSplitProgram implements WebGPUProgram {
     // never read.
     const HJ = Math.ceil(HB / WG);
     const slots = HJ * WG;
-    const setup = `${half ? halfWGSL(this.params.cacheDtype as HalfDtype) : ''}
+    const setup = `${half ? halfWGSL(this.params.cacheDtype as HalfDtype) : fp8 !== null ? fp8WGSL(fp8) : ''}
     var<workgroup> partials : array<f32, ${KT * HB * WG}>;
     var<workgroup> weights : array<f32, ${KT * slots}>;
     var<workgroup> rescale : array<f32, ${slots}>;

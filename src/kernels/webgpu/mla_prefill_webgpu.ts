@@ -1,6 +1,8 @@
 import type {WebGPUProgram} from '@tensorflow/tfjs-backend-webgpu';
 import type {CacheDtype} from '../kernel_names.js';
 import {halfWGSL, halfWGSLKey} from './half_wgsl.js';
+import {fp8WGSL, fp8WGSLKey} from './fp8_wgsl.js';
+import {fp8RowLayout} from '../../precision/fp8.js';
 import {joinLines, range, sum, unroll} from './wgsl.js';
 
 /**
@@ -63,7 +65,8 @@ export type MLAPrefillParams = MLAPrefillDims&MLAPrefillTiling;
 export function mlaPrefillShaderKey(p: MLAPrefillParams): string {
   return `mlaPrefill_H${p.numHeads}_N${p.nopeDim}_R${p.ropeDim}_V${p.vDim}_L${p.kvLoraRank}` +
       `_RQ${p.queriesPerThread}_WG${p.threads}_KT${p.tileKeys}_KG${p.keyGroup}` +
-      (p.cacheDtype === undefined || p.cacheDtype === 'float32' ? '' : `_${halfWGSLKey(p.cacheDtype)}`);
+      (p.cacheDtype === 'float8_e4m3fn' ? `_${fp8WGSLKey(fp8RowLayout(p.kvLoraRank, p.ropeDim))}` :
+       p.cacheDtype === undefined || p.cacheDtype === 'float32' ? '' : `_${halfWGSLKey(p.cacheDtype)}`);
 }
 
 const BYTES_PER_VEC4 = 16;
@@ -142,9 +145,11 @@ export class MLAPrefillProgram implements WebGPUProgram {
       return `vec4<f32>(${comps.join(', ')})${scale}`;
     };
     // Element i of a buffer: a 16-bit cache's values are widened from half of word i / 2.
-    const half = this.params.cacheDtype !== undefined && this.params.cacheDtype !== 'float32';
-    const at = (buf: string, i: string) =>
-        half && buf === 'cache' ? `halfAt(cache[(${i}) / 2], ((${i}) & 1) == 1)` : `${buf}[${i}]`;
+    const fp8 = this.params.cacheDtype === 'float8_e4m3fn';
+    const half = !fp8 && this.params.cacheDtype !== undefined && this.params.cacheDtype !== 'float32';
+    const at = (buf: string, i: string) => buf !== 'cache' ? `${buf}[${i}]` :
+        fp8 ? `fp8CacheValue((${i}) / ${L + R}, (${i}) % ${L + R})` :
+        half ? `halfAt(cache[(${i}) / 2], ((${i}) & 1) == 1)` : `${buf}[${i}]`;
     // A vec4 of `buf[base + c4 * 4 ..]` with a run-time vec4 column c4, zero past `width`.
     const load4Dyn = (buf: string, base: string, width: number) => {
       if (width % 4 === 0) {
@@ -213,7 +218,8 @@ export class MLAPrefillProgram implements WebGPUProgram {
     }
   }`;
 
-    return joinLines([half ? halfWGSL(this.params.cacheDtype as 'bfloat16'|'float16') : '', `
+    return joinLines([half ? halfWGSL(this.params.cacheDtype as 'bfloat16'|'float16') :
+                      fp8 ? fp8WGSL(fp8RowLayout(L, R)) : '', `
 const START_MAX : f32 = -1.0e30;
 const MASKED : f32 = -3.0e38;
 const NO_SEQUENCE : i32 = 0x7fffffff;
