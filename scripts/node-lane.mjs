@@ -17,6 +17,7 @@ import {existsSync, mkdirSync, readdirSync, writeFileSync} from 'node:fs';
 import {createRequire} from 'node:module';
 import path from 'node:path';
 import {fileURLToPath} from 'node:url';
+import {specSideEffectsPlugin} from './lib/spec_side_effects.mjs';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const require = createRequire(path.join(root, 'package.json'));
@@ -89,17 +90,7 @@ try {
     loader: {'.json': 'json'},
     outfile,
     logLevel: 'warning',
-    plugins: [{
-      // package.json "sideEffects" lists only the package's entry files: keep the entry's
-      // bare imports of setup.ts and the specs (as scripts/test.mjs does for the browser).
-      name: 'spec-side-effects',
-      setup(build) {
-        build.onResolve({filter: /^\.\/test\/.*\.ts$/}, args =>
-          args.importer === path.join(root, 'node-tests-entry.ts')
-            ? {path: path.join(root, args.path), sideEffects: true}
-            : undefined);
-      },
-    }],
+    plugins: [specSideEffectsPlugin(root, 'node-tests-entry.ts')],
   });
   if (result.errors.length > 0) die('esbuild failed');
 } catch (e) {

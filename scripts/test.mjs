@@ -21,6 +21,7 @@ import {existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync}
 import {createRequire} from 'node:module';
 import path from 'node:path';
 import {fileURLToPath} from 'node:url';
+import {specSideEffectsPlugin} from './lib/spec_side_effects.mjs';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 process.chdir(root);
@@ -159,17 +160,7 @@ try {
     loader: {'.json': 'json'},
     outfile: path.join(root, '.build', 'tests.js'),
     logLevel: 'warning',
-    plugins: [{
-      // package.json "sideEffects" lists only the package's entry files, so esbuild would drop
-      // the entry's bare imports of setup.ts and the specs: mark those as having side effects.
-      name: 'spec-side-effects',
-      setup(build) {
-        build.onResolve({filter: /^\.\/test\/.*\.ts$/}, args =>
-          args.importer === path.join(root, 'tests-entry.ts')
-            ? {path: path.join(root, args.path), sideEffects: true}
-            : undefined);
-      },
-    }],
+    plugins: [specSideEffectsPlugin(root, 'tests-entry.ts')],
   });
   if (result.errors.length > 0) die('esbuild failed');
 } catch (e) {
