@@ -7,12 +7,14 @@
  * ```
  *
  * `data_offsets` are relative to the start of the data block. BF16, F16 and F32 tensors load
- * as float32 tensors (exactly: every bf16/f16 value is a float32 value); other dtypes are
- * rejected. Every header field is checked first, so a truncated or hostile file gives an
+ * as float32 tensors (exactly: every bf16/f16 value is a float32 value), or with `keepHalf`
+ * BF16/F16 ones as PackedHalfTensors (the file's bits); other dtypes are rejected. Every header field is checked first, so a truncated or hostile file gives an
  * Error naming the file, the tensor, what was expected and what was found, never a wrong
  * tensor or an allocation larger than the file.
  */
 import * as tf from '@tensorflow/tfjs-core';
+import {floatToBf16Bits, floatToF16Bits, HalfDtype, halfValue} from '../precision/half.js';
+import {PackedHalfTensor} from '../precision/packed.js';
 
 /** What loadSafetensors reads from: the file's bytes, or a file path (Node only). */
 export type SafetensorsSource = ArrayBuffer|Uint8Array|string;
@@ -25,7 +27,18 @@ export interface LoadSafetensorsOptions {
    * still validated.
    */
   prefix?: string;
+  /**
+   * Return BF16 and F16 tensors as PackedHalfTensors: the file's 16-bit values as they are,
+   * two per int32 word, with no float32 copy, for `loadStateDict` of a layer with `dtype`
+   * 'bfloat16' / 'float16' (which stores a matching one as it is, and widens any other).
+   * Tensors whose last dim is odd (and scalars) cannot be packed and load as float32 tensors;
+   * F32 tensors stay float32. Default false: everything loads as float32.
+   */
+  keepHalf?: boolean;
 }
+
+/** What loadSafetensors returns with `keepHalf: true`. */
+export type SafetensorsWeights = Record<string, tf.Tensor|PackedHalfTensor>;
 
 /** One entry of a safetensors header, validated. */
 export interface SafetensorsEntry {
@@ -47,7 +60,7 @@ export interface SafetensorsHeader {
   dataLength: number;
 }
 
-/** The dtypes loadSafetensors decodes (all to float32). */
+/** The dtypes loadSafetensors decodes (to float32; BF16/F16 kept packed with `keepHalf`). */
 export const SUPPORTED_SAFETENSORS_DTYPES = ['BF16', 'F16', 'F32'] as const;
 export type SupportedSafetensorsDtype = typeof SUPPORTED_SAFETENSORS_DTYPES[number];
 
@@ -320,27 +333,16 @@ function checkOverlaps(tensors: Map<string, SafetensorsEntry>, what: string): vo
 
 const LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
 
-let f16Table: Float32Array|null = null;
+const halfTables: Partial<Record<HalfDtype, Float32Array>> = {};
 
-/** float32 values of all 65536 f16 bit patterns (exact, incl. subnormals, ±0, ±Inf, NaN). */
-function f16ToF32Table(): Float32Array {
-  if (f16Table !== null) return f16Table;
-  const table = new Float32Array(65536);
-  const bits = new Uint32Array(table.buffer);
-  for (let h = 0; h < 65536; h++) {
-    const sign = (h & 0x8000) << 16;
-    const exponent = (h >> 10) & 0x1f;
-    const mantissa = h & 0x3ff;
-    if (exponent === 0) {
-      // ±0 and subnormals: mantissa · 2^−24, exact in float32.
-      table[h] = (sign ? -1 : 1) * mantissa * 2 ** -24;
-    } else if (exponent === 31) {
-      bits[h] = (sign | 0x7f800000 | (mantissa << 13)) >>> 0;  // ±Inf, NaN (payload kept)
-    } else {
-      bits[h] = (sign | ((exponent - 15 + 127) << 23) | (mantissa << 13)) >>> 0;
-    }
+/** float32 values of all 65536 bit patterns of `dtype` (half.ts's exact widening), built once. */
+function halfTable(dtype: HalfDtype): Float32Array {
+  let table = halfTables[dtype];
+  if (table === undefined) {
+    table = new Float32Array(65536);
+    for (let h = 0; h < 65536; h++) table[h] = halfValue(h, dtype);
+    halfTables[dtype] = table;
   }
-  f16Table = table;
   return table;
 }
 
@@ -354,16 +356,26 @@ function decodeValues(bytes: Uint8Array, dtype: SupportedSafetensorsDtype, count
       const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
       for (let i = 0; i < count; i++) out[i] = view.getFloat32(4 * i, true);
     }
-  } else if (dtype === 'BF16') {
-    const bits = new Uint32Array(out.buffer);
-    for (let i = 0; i < count; i++) {
-      bits[i] = ((bytes[2 * i + 1] << 24) | (bytes[2 * i] << 16)) >>> 0;
-    }
   } else {
-    const table = f16ToF32Table();
+    const table = halfTable(HALF_OF[dtype]);
     for (let i = 0; i < count; i++) out[i] = table[bytes[2 * i] | (bytes[2 * i + 1] << 8)];
   }
   return out;
+}
+
+const HALF_OF = {BF16: 'bfloat16', F16: 'float16'} as const;
+
+/**
+ * One selected tensor as loadSafetensors returns it: BF16/F16 with `keepHalf` and an even last
+ * dim as a PackedHalfTensor of the file's bits, anything else as float32.
+ */
+function decodeTensor(bytes: Uint8Array, entry: SafetensorsEntry, keepHalf: boolean): tf.Tensor|PackedHalfTensor {
+  const dtype = entry.dtype as SupportedSafetensorsDtype;
+  const {shape} = entry;
+  if (keepHalf && dtype !== 'F32' && shape.length > 0 && shape[shape.length - 1] % 2 === 0) {
+    return PackedHalfTensor.fromLittleEndianBits(bytes, HALF_OF[dtype], shape);
+  }
+  return tf.tensor(decodeValues(bytes, dtype, shape.reduce((a, b) => a * b, 1)), shape, 'float32');
 }
 
 function isSupported(dtype: string): dtype is SupportedSafetensorsDtype {
@@ -377,7 +389,9 @@ function isSupported(dtype: string): dtype is SupportedSafetensorsDtype {
  * larger buffer), or in Node a file path (read with `node:fs/promises`; only the header and
  * the selected tensors are read, so a prefix picks one layer out of a multi-GB shard).
  * BF16, F16 and F32 are widened to float32 exactly; any other dtype of a selected tensor is
- * an Error. A malformed header (truncated file, bad JSON, wrong field types, negative or
+ * an Error. With `keepHalf: true`, BF16/F16 tensors come back as PackedHalfTensors holding
+ * the file's bits two per int32 word (half the bytes of float32, uploaded as they are; those
+ * with an odd last dim, and scalars, still load as float32). A malformed header (truncated file, bad JSON, wrong field types, negative or
  * fractional dims, offsets out of range or overlapping, byte sizes that do not match the
  * shape) is an Error naming the file and the tensor. The caller owns the returned tensors.
  *
@@ -389,10 +403,20 @@ function isSupported(dtype: string): dtype is SupportedSafetensorsDtype {
  * ```
  */
 export async function loadSafetensors(source: SafetensorsSource,
-                                      options: LoadSafetensorsOptions = {}): Promise<Record<string, tf.Tensor>> {
+                                      options: LoadSafetensorsOptions&{keepHalf: true}): Promise<SafetensorsWeights>;
+export async function loadSafetensors(source: SafetensorsSource,
+                                      options?: LoadSafetensorsOptions&{keepHalf?: false}): Promise<Record<string, tf.Tensor>>;
+export async function loadSafetensors(source: SafetensorsSource,
+                                      options?: LoadSafetensorsOptions): Promise<SafetensorsWeights>;
+export async function loadSafetensors(source: SafetensorsSource,
+                                      options: LoadSafetensorsOptions = {}): Promise<SafetensorsWeights> {
   const prefix = options?.prefix ?? '';
   if (typeof prefix !== 'string') {
     throw new Error(`loadSafetensors prefix: expected a string, got ${describeValue(prefix)}`);
+  }
+  const keepHalf = options?.keepHalf ?? false;
+  if (typeof keepHalf !== 'boolean') {
+    throw new Error(`loadSafetensors keepHalf: expected a boolean, got ${describeValue(keepHalf)}`);
   }
   let bytes: ByteSource;
   if (typeof source === 'string') {
@@ -426,19 +450,17 @@ export async function loadSafetensors(source: SafetensorsSource,
       }
       selected.push([name, entry]);
     }
-    const out: Record<string, tf.Tensor> = {};
+    const out: SafetensorsWeights = {};
     try {
       for (const [name, entry] of selected) {
         const [begin, end] = entry.dataOffsets;
         const data = await bytes.read(header.dataStart + begin, end - begin);
-        const count = entry.shape.reduce((a, b) => a * b, 1);
-        const values = decodeValues(data, entry.dtype as SupportedSafetensorsDtype, count);
         const key = name.slice(prefix.length);
         if (key in out) {
           // Unreachable for valid JSON (keys are unique), kept as a guard.
           throw new Error(`loadSafetensors: ${what}: tensor '${name}' appears twice`);
         }
-        out[key] = tf.tensor(values, entry.shape, 'float32');
+        out[key] = decodeTensor(data, entry, keepHalf);
       }
     } catch (e) {
       Object.values(out).forEach((t) => t.dispose());
@@ -459,51 +481,33 @@ export interface SafetensorsTensorData {
   data: ArrayLike<number>;
 }
 
+const roundingScratch = new DataView(new ArrayBuffer(4));
+
 /**
- * The bits of the IEEE binary format with `exponentBits`/`mantissaBits` nearest to `x`
- * (round to nearest, ties to even, from the exact double value: no double rounding).
+ * x rounded to float32 with round-to-odd: the float32 nearest toward zero, with its last bit
+ * set when x is not a float32. Rounding that to a 16-bit format (nearest-even) gives the same
+ * bits as rounding x directly (float32 keeps ≥ 2 more bits than bf16/f16 in every range they
+ * cover), so half.ts's float32 conversions serve doubles without double rounding.
  */
-function roundToBits(x: number, exponentBits: number, mantissaBits: number): number {
-  const bias = 2 ** (exponentBits - 1) - 1;
-  const expMask = 2 ** exponentBits - 1;
-  const signBit = 2 ** (exponentBits + mantissaBits);
-  const quietNaN = expMask * 2 ** mantissaBits + 2 ** (mantissaBits - 1);
-  if (Number.isNaN(x)) return quietNaN;
-  const sign = x < 0 || Object.is(x, -0) ? signBit : 0;
-  const a = Math.abs(x);
-  const inf = sign + expMask * 2 ** mantissaBits;
-  // At or above the midpoint between the largest finite value and 2^(bias+1): Inf.
-  if (a >= (2 - 2 ** -(mantissaBits + 1)) * 2 ** bias) return inf;
-  const minExponent = 1 - bias;
-  const roundHalfEven = (q: number) => {
-    const f = Math.floor(q);
-    const d = q - f;
-    return d > 0.5 || (d === 0.5 && f % 2 === 1) ? f + 1 : f;
-  };
-  if (a < 2 ** minExponent) {
-    // Subnormal steps of 2^(minExponent − mantissaBits); a rounded-up 2^mantissaBits is the
-    // smallest normal, whose bit pattern is the same number.
-    return sign + roundHalfEven(a * 2 ** (mantissaBits - minExponent));
-  }
-  let e = Math.floor(Math.log2(a));
-  if (2 ** e > a) e--;
-  if (2 ** (e + 1) <= a) e++;
-  let m = roundHalfEven((a / 2 ** e - 1) * 2 ** mantissaBits);
-  if (m === 2 ** mantissaBits) {
-    m = 0;
-    e++;
-  }
-  return sign + (e + bias) * 2 ** mantissaBits + m;
+function roundToOddFloat32(x: number): number {
+  const f = Math.fround(x);
+  if (f === x || !Number.isFinite(f) || Number.isNaN(x)) return f;
+  roundingScratch.setFloat32(0, f);
+  const bits = roundingScratch.getUint32(0);
+  if ((bits & 1) === 1) return f;
+  // f is even: x lies between f and its neighbor away from f toward x, which is odd.
+  roundingScratch.setUint32(0, Math.abs(f) > Math.abs(x) ? bits - 1 : bits + 1);
+  return roundingScratch.getFloat32(0);
 }
 
-/** f16 bits of x (round to nearest even). */
+/** f16 bits of x (round to nearest even, from x's exact value; half.ts's floatToF16Bits). */
 export function float16Bits(x: number): number {
-  return roundToBits(x, 5, 10);
+  return floatToF16Bits(roundToOddFloat32(x));
 }
 
-/** bf16 bits of x (round to nearest even). */
+/** bf16 bits of x (round to nearest even, from x's exact value; half.ts's floatToBf16Bits). */
 export function bfloat16Bits(x: number): number {
-  return roundToBits(x, 8, 7);
+  return floatToBf16Bits(roundToOddFloat32(x));
 }
 
 /**

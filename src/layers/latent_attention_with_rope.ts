@@ -15,6 +15,7 @@ import {AbsorbedWeightCache, AbsorbedWeights, expectedWeightShapes, headBlock, H
         showShape, storageDtypeOf, storedShape} from './weights.js';
 import type {WeightDtype} from '../kernels/kernel_names.js';
 import {mlaPackHalf, mlaUnpackHalf} from '../ops/mla_ops.js';
+import {PackedHalfTensor} from '../precision/packed.js';
 import '../register.js';
 
 export {MLA_DECODE_MAX_NEW_TOKENS} from './config.js';
@@ -170,8 +171,13 @@ export class LatentAttentionWithRope extends layers.Layer {
   /**
    * Loads HF weights (names without a prefix, [out, in]). Missing, unexpected or mis-shaped
    * entries throw before anything is written. The layer keeps its own copy.
+   *
+   * An entry may be a PackedHalfTensor (`loadSafetensors(…, {keepHalf: true})`), validated by
+   * its logical shape: one of the weight's storage dtype is stored as it is (no rounding, no
+   * float32 copy); any other is widened exactly (a float32 copy of that one weight while it is
+   * stored) and then stored as a float32 tensor would be.
    */
-  loadStateDict(weights: Record<string, tf.Tensor>): void {
+  loadStateDict(weights: Record<string, tf.Tensor|PackedHalfTensor>): void {
     this.assertLive();
     const expected = this.expectedWeightShapes();
     if (weights === null || typeof weights !== 'object') {
@@ -188,19 +194,26 @@ export class LatentAttentionWithRope extends layers.Layer {
       if (tensor === undefined) {
         throw new Error(`loadStateDict: missing weight '${name}' of shape ${showShape(shape)}`);
       }
-      if (!(tensor instanceof tf.Tensor) || tensor.isDisposed) {
-        throw new Error(`loadStateDict: weight '${name}' is not a live tf.Tensor`);
+      if (!(tensor instanceof tf.Tensor || tensor instanceof PackedHalfTensor) || tensor.isDisposed) {
+        throw new Error(`loadStateDict: weight '${name}' is not a live tf.Tensor or PackedHalfTensor`);
       }
       if (!tf.util.arraysEqual(tensor.shape, shape)) {
-        throw new Error(`loadStateDict: weight '${name}' has shape ${showShape(tensor.shape)}, ` +
+        const what = tensor instanceof PackedHalfTensor ? ` (a ${tensor.dtype} PackedHalfTensor)` : '';
+        throw new Error(`loadStateDict: weight '${name}' has shape ${showShape(tensor.shape)}${what}, ` +
                         `expected ${showShape(shape)}`);
       }
     }
     this.build([null, this.hiddenSize]);
     for (const [name] of expected) {
       const dtype = this.storageDtype(name);
+      const given = weights[name];
+      if (given instanceof PackedHalfTensor && given.dtype === dtype) {
+        this.weightVars.get(name)!.write(given.words);  // the same bits: shared, never touched
+        continue;
+      }
       const value = tf.tidy(() => {
-        const float = tf.cast(weights[name], 'float32');
+        const float = given instanceof PackedHalfTensor ? mlaUnpackHalf(given.words, given.dtype) :
+                                                          tf.cast(given, 'float32');
         if (dtype !== 'float32') return mlaPackHalf(float, dtype);  // rounded to nearest-even
         // Norm weights keep float32 tensors with values of normDtype.
         return name.endsWith('layernorm.weight') && this.normDtype !== 'float32' ?
