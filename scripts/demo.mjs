@@ -3,6 +3,7 @@
 //
 //   npm run demo                               the default run (webgpu, cpu fallback)
 //   npm run demo -- --backend cpu --steps 4    options go to the demo (see -- --help)
+//   npm run demo -- --cache-dtype bfloat16 --dtype float32   storage dtypes of the cache and the weights
 //   npm run demo -- --skip-build               use the dist/ already built
 //
 // Only Node builtins are used here, so it works on a fresh clone before `npm ci`.

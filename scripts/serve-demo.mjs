@@ -121,7 +121,8 @@ async function main() {
       console.log('usage: npm run demo:web [-- --port N (default 8080; 0 = any free port)] [-- --no-build]\n' +
                   'Bundles demos/web/main.ts with esbuild and serves demos/ on 127.0.0.1.\n' +
                   'Page options as URL parameters: hidden, heads, kvLoraRank, nope, rope, v, prompts,\n' +
-                  'steps, seed, pageSize, backend (webgpu|cpu), check=0, warmup=0.');
+                  'steps, seed, pageSize, backend (webgpu|cpu), check=0, warmup=0, cacheDtype and dtype\n' +
+                  '(float32|bfloat16|float16: the latent cache\'s and the layer weights\' storage).');
       return;
     } else {
       throw new Error(`unknown argument ${JSON.stringify(a)} (see --help)`);

@@ -1,7 +1,7 @@
 // Model sizes, random weights and inputs, the layer, and paged caches filled with a given
 // dense context.
 import * as tf from '@tensorflow/tfjs-core';
-import {DeepseekYarnRotaryEmbedding, KVCacheParams, LatentAttentionWithRope, PagedKVCache} from '../../dist/index.js';
+import {DeepseekYarnRotaryEmbedding, KVCacheParams, LatentAttentionWithRope, PagedKVCache, packHalf} from '../../dist/index.js';
 import {V2_LITE as V2_LITE_SIZES} from '../../demos/common/helpers.mjs';
 import {hashFillProgram, hashFillUniforms, run, scatterRowsInPlace} from './webgpu_programs.mjs';
 
@@ -33,6 +33,12 @@ export const TINY = {
 };
 
 export const rowWidth = (cfg) => cfg.kvLoraRank + cfg.qkRopeHeadDim;
+
+/** Short names of the storage dtypes, for case ids (`decode-2048-b1-bf16`). */
+export const DTYPE_SHORT = Object.freeze({float32: 'f32', bfloat16: 'bf16', float16: 'f16'});
+
+/** Bytes of one stored value (16-bit dtypes are packed two per 32-bit word). */
+export const BYTES_PER_VALUE = Object.freeze({float32: 4, bfloat16: 2, float16: 2});
 
 /** A float32 tensor of `shape`, uniform with variance `scale²`, deterministic in `seed`. */
 export function randomTensor(shape, seed, scale = 1) {
@@ -79,25 +85,39 @@ export function makeRope(cfg, maxSeqLen) {
   });
 }
 
-export function makeKvParams(cfg, numLayers = 1) {
-  return new KVCacheParams({headDim: rowWidth(cfg), pageSize: cfg.pageSize, numLayers});
+/** The cache's params; `dtype` how it stores its rows (float32, bfloat16, float16). */
+export function makeKvParams(cfg, numLayers = 1, dtype = 'float32') {
+  return new KVCacheParams({headDim: rowWidth(cfg), pageSize: cfg.pageSize, numLayers,
+                            ...(dtype === 'float32' ? {} : {dtype})});
 }
 
-export function makeLayer(cfg, rope, kvParams, weights, name = 'bench_mla') {
+/**
+ * The layer, loaded with `weights` (float32 tensors; the layer keeps its own copy, rounded to
+ * its `dtype`, which also goes to normDtype and oProjDtype). The layer reads the cache dtype
+ * from each step's collection, so one layer serves caches of every dtype.
+ */
+export function makeLayer(cfg, rope, kvParams, weights, name = 'bench_mla', dtype = 'float32') {
   const layer = new LatentAttentionWithRope({
     rope, numAttentionHeads: cfg.numHeads, numKeyValueHeads: cfg.numHeads,
     hiddenSize: cfg.hiddenSize, kvParams, qLoraRank: cfg.qLoraRank ?? null, kvLoraRank: cfg.kvLoraRank,
     qkNopeHeadDim: cfg.qkNopeHeadDim, qkRopeHeadDim: cfg.qkRopeHeadDim, vHeadDim: cfg.vHeadDim,
     rmsNormEps: cfg.rmsNormEps, name,
+    ...(dtype === 'float32' ? {} : {dtype, normDtype: dtype, oProjDtype: dtype}),
   });
-  layer.loadStateDict(weights);
+  try {
+    layer.loadStateDict(weights);
+  } catch (e) {
+    layer.dispose();
+    throw e;
+  }
   return layer;
 }
 
 /**
  * Writes a dense context `dense` [B, S0, D] into the paged storage of `collection` for layer
  * `layerIdx` (rows of sequence b at its slots for tokens 0..S0−1), in place, on the active
- * backend.
+ * backend. A 16-bit cache (collection.params.dtype bfloat16 / float16) gets the values rounded
+ * to nearest-even and packed two per int32 word by the package's own packHalf.
  */
 export async function fillPagedCache(collection, dense, layerIdx = 0) {
   const [B, S0, D] = dense.shape;
@@ -106,6 +126,25 @@ export async function fillPagedCache(collection, dense, layerIdx = 0) {
   const index = new Int32Array(rows).fill(-1);
   for (let b = 0; b < B; b++) {
     for (let k = 0; k < S0; k++) index[collection.slotOf(b, k)] = b * S0 + k;
+  }
+  const half = collection.params?.dtype === 'bfloat16' || collection.params?.dtype === 'float16' ?
+      collection.params.dtype : null;
+  if (half !== null) {
+    const words = packHalf(await dense.data(), half);   // rows of D values → rows of D / 2 words
+    const W = D / 2;
+    if (tf.getBackend() === 'webgpu') {
+      const indexTensor = tf.tensor1d(index, 'int32');
+      const flat = tf.tensor1d(words, 'int32');
+      scatterRowsInPlace(storage, flat, indexTensor, W, 'int32');
+      tf.dispose([indexTensor, flat]);
+      return;
+    }
+    const values = tf.backend().data.get(storage.dataId).values;
+    for (let r = 0; r < rows; r++) {
+      if (index[r] >= 0) values.set(words.subarray(index[r] * W, (index[r] + 1) * W), r * W);
+      else values.fill(0, r * W, (r + 1) * W);
+    }
+    return;
   }
   if (tf.getBackend() === 'webgpu') {
     const indexTensor = tf.tensor1d(index, 'int32');

@@ -250,12 +250,15 @@ export function hashFillUniforms(seed) {
 
 /**
  * Writes `target[r, :] = source[index[r], :]` (zeros where index[r] < 0) into the existing
- * 2-D-viewable float32 tensor `target` in place (rows of `width` floats).
+ * 2-D-viewable tensor `target` in place (rows of `width` elements; `dtype` float32, or int32
+ * for packed 16-bit rows).
  */
-export function scatterRowsInPlace(target, source, index, width) {
+export function scatterRowsInPlace(target, source, index, width, dtype = 'float32') {
   const rows = index.shape[0];
+  const zero = dtype === 'int32' ? '0' : '0.0';
+  const set = dtype === 'int32' ? 'setOutputAtIndexI32' : 'setOutputAtIndex';
   const program = {
-    shaderKey: `mlaBenchScatterRows_${width}`,
+    shaderKey: `mlaBenchScatterRows_${width}_${dtype}`,
     outputShape: [rows * width],
     dispatchLayout: {x: [0]},
     dispatch: [Math.ceil(rows * width / 256), 1, 1],
@@ -267,14 +270,14 @@ export function scatterRowsInPlace(target, source, index, width) {
     if (index < uniforms.size) {
       let row = index / ${width};
       let src = rowIndex[row];
-      var value = 0.0;
+      var value = ${zero};
       if (src >= 0) { value = source[src * ${width} + index % ${width}]; }
-      setOutputAtIndex(index, value);
+      ${set}(index, value);
     }
   }`,
   };
   // The program sees the target as flat [rows·width]: same buffer, another TensorInfo view.
-  const flatTarget = {dataId: target.dataId, shape: [rows * width], dtype: 'float32'};
-  tf.backend().runWebGPUProgram(program, [source, index], 'float32', undefined, flatTarget);
+  const flatTarget = {dataId: target.dataId, shape: [rows * width], dtype};
+  tf.backend().runWebGPUProgram(program, [source, index], dtype, undefined, flatTarget);
   invalidateCpuCopy(target);
 }

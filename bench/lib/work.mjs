@@ -1,4 +1,5 @@
-// Bytes and FLOPs of each kernel and of a whole layer step, from the math (float32: 4 bytes),
+// Bytes and FLOPs of each kernel and of a whole layer step, from the math (float32: 4 bytes a
+// value; cache rows and weights at their storage's bytes per value — 2 for bfloat16 / float16),
 // and the roofline time max(bytes / GB/s, FLOPs / GFLOP/s).
 
 const F = 4;
@@ -8,11 +9,11 @@ const F = 4;
  * once per sequence (S·(L+R) floats), q [B, H, L+R] read, o_lat [B, H, L] written;
  * FLOPs 2·H·S·((L+R) + L) per token (scores, then P·latent).
  */
-export function mlaDecodeWork(cfg, B, S) {
+export function mlaDecodeWork(cfg, B, S, cacheBytes = F) {
   const {numHeads: H, kvLoraRank: L, qkRopeHeadDim: R} = cfg;
   const D = L + R;
   return {
-    bytes: F * (B * S * D + B * H * D + B * H * L + B * 3),
+    bytes: cacheBytes * B * S * D + F * (B * H * D + B * H * L + B * 3),
     flops: 2 * B * H * S * (D + L),
   };
 }
@@ -22,10 +23,10 @@ export function mlaDecodeWork(cfg, B, S) {
  * k_rope (T·R from the cache) read, q [T, H, N+R] read, [T, H, V+1] written; causal, token t
  * sees t+1 keys: FLOPs 2·H·(T(T+1)/2)·((N+R) + V).
  */
-export function mlaPrefillWork(cfg, T) {
+export function mlaPrefillWork(cfg, T, cacheBytes = F) {
   const {numHeads: H, qkNopeHeadDim: N, qkRopeHeadDim: R, vHeadDim: V} = cfg;
   return {
-    bytes: F * (T * H * (N + V) + T * R + T * H * (N + R) + T * H * (V + 1) + T * 3),
+    bytes: cacheBytes * T * R + F * (T * H * (N + V) + T * H * (N + R) + T * H * (V + 1) + T * 3),
     flops: 2 * H * (T * (T + 1) / 2) * ((N + R) + V),
   };
 }
@@ -35,11 +36,11 @@ export function mlaPrefillWork(cfg, T) {
  * [T, L+R] written, gamma and T rows of freqsCis read. Bytes-bound: FLOPs are the rotations
  * (6 per pair) and RMSNorm (~4 per element).
  */
-export function fusedRopeWork(cfg, T) {
+export function fusedRopeWork(cfg, T, cacheBytes = F) {
   const {numHeads: H, kvLoraRank: L, qkNopeHeadDim: N, qkRopeHeadDim: R} = cfg;
   const D = L + R;
   return {
-    bytes: F * (2 * T * H * (N + R) + 2 * T * D + L + T * R + T * 3),
+    bytes: cacheBytes * T * D + F * (2 * T * H * (N + R) + T * D + L + T * R + T * 3),
     flops: T * (6 * (H + 1) * (R / 2) + 4 * L),
   };
 }
@@ -53,19 +54,19 @@ function weightFloats(cfg) {
  * A whole layer step (what bounds it): all weights read once, x read, y written, plus the
  * attention: decode reads the B·S cache rows; prefill writes and reads the decompressed K/V.
  */
-export function layerStepWork(cfg, kind, B, S) {
+export function layerStepWork(cfg, kind, B, S, {cacheBytes = F, weightBytes = F} = {}) {
   const {numHeads: H, hiddenSize: Dm, kvLoraRank: L, qkNopeHeadDim: N, qkRopeHeadDim: R, vHeadDim: V} = cfg;
   const D = L + R;
   const T = kind === 'decode' ? B : B * S;
   const projections = 2 * T * Dm * (H * (N + R) + D) + 2 * T * H * V * Dm;
   if (kind === 'decode') {
     return {
-      bytes: F * (weightFloats(cfg) + 2 * T * Dm + B * S * D),
+      bytes: weightBytes * weightFloats(cfg) + cacheBytes * B * S * D + F * 2 * T * Dm,
       flops: projections + 2 * T * H * N * L + mlaDecodeWork(cfg, B, S).flops + 2 * T * H * L * V,
     };
   }
   return {
-    bytes: F * (weightFloats(cfg) + 2 * T * Dm + T * D + 2 * T * H * (N + V)),
+    bytes: weightBytes * weightFloats(cfg) + cacheBytes * T * D + F * (2 * T * Dm + 2 * T * H * (N + V)),
     flops: projections + 2 * T * L * H * (N + V) + B * mlaPrefillWork(cfg, S).flops,
   };
 }

@@ -28,6 +28,13 @@ export declare function gatherInputs(inputs: Float32Array[], ranges: Array<[numb
 export declare function requiredKernels(mla: MLAModule, prompts: number[], graphMode?: GraphMode): string[];
 export declare function missingKernels(kernels: string[], backend?: string): string[];
 
+export type DemoDtype = 'float32'|'bfloat16'|'float16';
+export declare const DTYPES: readonly DemoDtype[];
+export declare const BYTES_PER_VALUE: Readonly<Record<DemoDtype, number>>;
+export declare function normalizeDtype(name: string): string;
+export declare function cacheBytesPerToken(kvParams: KVCacheParams): number;
+export declare function mhaBytesPerToken(spec: ModelSpec, dtype?: string): number;
+
 /** Layer sizes (or a DeepSeek config.json in hfConfig, which then decides them). */
 export interface ModelSpec {
   hidden: number;
@@ -40,6 +47,10 @@ export interface ModelSpec {
   qLoraRank?: number|null;
   graphMode?: GraphMode;
   hfConfig?: object|null;
+  /** The layer's weight dtype (and normDtype / oProjDtype); default 'float32'. */
+  dtype?: string;
+  /** The latent cache's dtype (KVCacheParams dtype); default 'float32'. */
+  cacheDtype?: string;
 }
 
 export interface Model {
@@ -47,11 +58,17 @@ export interface Model {
   cache: PagedKVCache;
   args: LatentAttentionWithRopeArgs;
   kvParams: KVCacheParams;
+  /** Bytes the layer holds after loading its weights (tf.memory().numBytes). */
+  weightBytes: number;
+  /** Values of the loaded weights. */
+  numParams: number;
 }
 
 export declare function layerArgs(mla: MLAModule, spec: ModelSpec, maxSeqLen: number): LatentAttentionWithRopeArgs;
 export declare function buildModel(mla: MLAModule, spec: ModelSpec, weights: Record<string, HostTensor>|null,
                                    seqLens: number[], namePrefix?: string): Model;
+
+export declare function disposeModel(model: Model): number;
 
 export declare function runStep(model: Model, seqIds: number[], counts: number[], xValues: Float32Array,
                                 hidden: number, read?: true): Promise<{values: Float32Array, offsets: number[]}>;

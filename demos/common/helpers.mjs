@@ -98,6 +98,43 @@ export function missingKernels(kernels, backend = 'webgpu') {
   return kernels.filter((k) => tf.getKernel(k, backend) === undefined);
 }
 
+// ---- dtypes -------------------------------------------------------------------------------------
+
+/** Storage dtypes of the layer's weights (`dtype`) and of the latent cache (`cacheDtype`). */
+export const DTYPES = Object.freeze(['float32', 'bfloat16', 'float16']);
+
+/** Bytes of one value stored in `dtype` (16-bit values are packed two per 32-bit word). */
+export const BYTES_PER_VALUE = Object.freeze({float32: 4, bfloat16: 2, float16: 2});
+
+const DTYPE_ALIASES = Object.freeze({f32: 'float32', fp32: 'float32', bf16: 'bfloat16', f16: 'float16',
+                                     fp16: 'float16', half: 'float16'});
+
+/**
+ * The dtype a name means: a full name ('bfloat16') or a short one ('bf16', 'f16', 'fp16',
+ * 'f32'). Other names are returned as given, for the package to accept or reject (so a dtype
+ * it learns later needs no change here).
+ */
+export function normalizeDtype(name) {
+  return DTYPE_ALIASES[String(name).toLowerCase()] ?? String(name);
+}
+
+/**
+ * Bytes of one token's latent row in one layer of a cache with these params: the package's
+ * `kvParams.bytesPerToken` (packed storage included), or 4 · rowWidth before it had one.
+ */
+export function cacheBytesPerToken(kvParams) {
+  return typeof kvParams.bytesPerToken === 'number' ? kvParams.bytesPerToken : 4 * kvParams.rowWidth;
+}
+
+/**
+ * Bytes per token and layer of a standard multi-head cache (K: H·(N+R), V: H·V values) stored
+ * in `dtype`.
+ */
+export function mhaBytesPerToken(spec, dtype = 'float32') {
+  const values = spec.heads * (spec.qkNopeHeadDim + spec.qkRopeHeadDim) + spec.heads * spec.vHeadDim;
+  return values * (BYTES_PER_VALUE[dtype] ?? 4);
+}
+
 // ---- the layer --------------------------------------------------------------------------------
 
 /**
@@ -106,13 +143,24 @@ export function missingKernels(kernels, backend = 'webgpu') {
  * vHeadDim, pageSize; optional qLoraRank) with V2-Lite's rope theta and YaRN scaling.
  */
 export function layerArgs(mla, spec, maxSeqLen) {
-  if (spec.hfConfig) return mla.fromHFConfig(spec.hfConfig, {maxSeqLen, pageSize: spec.pageSize}).args;
+  const cacheDtype = spec.cacheDtype ?? 'float32';
+  const dtype = spec.dtype ?? 'float32';
+  // The weight dtype as the layer takes it: `dtype`, and the same for the norms and o_proj.
+  const dtypes = dtype === 'float32' ? {} : {dtype, normDtype: dtype, oProjDtype: dtype};
+  if (spec.hfConfig) {
+    const {args} = mla.fromHFConfig(spec.hfConfig, {maxSeqLen, pageSize: spec.pageSize});
+    const kvParams = cacheDtype === 'float32' ? args.kvParams : new mla.KVCacheParams({
+      headDim: args.kvParams.headDim, pageSize: args.kvParams.pageSize, dtype: cacheDtype});
+    return {...args, kvParams, ...dtypes};
+  }
   const rope = new mla.DeepseekYarnRotaryEmbedding({
     dim: spec.qkRopeHeadDim, nHeads: spec.heads, theta: V2_LITE.ropeTheta, maxSeqLen,
     scalingParams: V2_LITE.yarn});
   return {
     rope, numAttentionHeads: spec.heads, numKeyValueHeads: spec.heads, hiddenSize: spec.hidden,
-    kvParams: new mla.KVCacheParams({headDim: spec.kvLoraRank + spec.qkRopeHeadDim, pageSize: spec.pageSize}),
+    kvParams: new mla.KVCacheParams({headDim: spec.kvLoraRank + spec.qkRopeHeadDim, pageSize: spec.pageSize,
+                                     ...(cacheDtype === 'float32' ? {} : {dtype: cacheDtype})}),
+    ...dtypes,
     ...(spec.qLoraRank ? {qLoraRank: spec.qLoraRank} : {}),
     kvLoraRank: spec.kvLoraRank, qkNopeHeadDim: spec.qkNopeHeadDim,
     qkRopeHeadDim: spec.qkRopeHeadDim, vHeadDim: spec.vHeadDim,
@@ -125,21 +173,50 @@ let modelCount = 0;
  * A fresh rope + layer + cache on the active backend, loaded with the host weights (none:
  * the layer is left unbuilt, e.g. to ask it for its weight shapes). The cache has pages for
  * sequences of `seqLens` tokens. The layer is named `${namePrefix}_${backend}_${n}`.
+ * `spec.dtype` (weights) and `spec.cacheDtype` go to the layer and the cache; an Error of the
+ * package about them (a dtype it does not take) comes out as it is.
+ *
+ * `weightBytes`: what the layer holds after loading its weights, as tf.memory().numBytes sees
+ * it (the bytes actually stored, packed or not; derived weights such as the absorbed W_UK / W_UV
+ * come later, on the first step). `numParams`: the weights' values.
  */
 export function buildModel(mla, spec, weights, seqLens, namePrefix = 'mla_demo') {
   const args = layerArgs(mla, spec, Math.max(...seqLens));
+  const bytesBefore = tf.memory().numBytes;
   const layer = new mla.LatentAttentionWithRope({
     ...args, ...(spec.graphMode ? {graphMode: spec.graphMode} : {}),
     name: `${namePrefix}_${tf.getBackend()}_${++modelCount}`});
+  let numParams = 0;
   if (weights !== null) {
     const tensors = {};
-    for (const [name, {shape, values}] of Object.entries(weights)) tensors[name] = tf.tensor(values, shape);
-    layer.loadStateDict(tensors);
-    Object.values(tensors).forEach((t) => t.dispose());
+    try {
+      for (const [name, {shape, values}] of Object.entries(weights)) {
+        tensors[name] = tf.tensor(values, shape);
+        numParams += values.length;
+      }
+      layer.loadStateDict(tensors);
+    } catch (e) {
+      layer.dispose();
+      throw e;
+    } finally {
+      Object.values(tensors).forEach((t) => t.dispose());
+    }
   }
+  const weightBytes = tf.memory().numBytes - bytesBefore;
   const pages = seqLens.reduce((sum, n) => sum + Math.ceil(n / args.kvParams.pageSize), 0);
   const cache = new mla.PagedKVCache(args.kvParams, {totalNumPages: Math.max(1, pages)});
-  return {layer, cache, args, kvParams: args.kvParams};
+  return {layer, cache, args, kvParams: args.kvParams, weightBytes, numParams};
+}
+
+/**
+ * Disposes the model's layer and cache; returns the bytes the layer held at that point
+ * (tf.memory().numBytes before − after disposing it: its weights and the derived ones).
+ */
+export function disposeModel(model) {
+  model.cache.dispose();
+  const before = tf.memory().numBytes;
+  model.layer.dispose();
+  return before - tf.memory().numBytes;
 }
 
 /**

@@ -3,8 +3,9 @@
 // batch in Node — prefill of every prompt, then decode steps for every sequence — on the tfjs
 // `webgpu` backend (Dawn through the npm `webgpu` package; SwiftShader when there is no GPU),
 // or on `cpu`. It ends with a table: prefill and decode throughput, the latent cache against a
-// standard multi-head cache for the same tokens, and the largest difference against the cpu
-// reference kernels on one sequence.
+// standard multi-head cache for the same tokens (in the storage dtypes chosen with --dtype and
+// --cache-dtype), the layer's weight bytes, and the largest difference against the cpu
+// reference kernels (same dtypes) on one sequence.
 //
 //   npm run demo                       (installs and builds first; scripts/demo.mjs)
 //   node demos/node/demo.mjs --help    (after `npm run build`)
@@ -14,8 +15,9 @@ import {readFileSync} from 'node:fs';
 import * as mla from '../../dist/index.js';
 import {initNodeWebGPU, releaseNodeWebGPU, rerunWithVulkanLoader} from '../../dist/node.js';
 import {
-  V2_LITE as V2_LITE_SIZES, buildModel, compareOutputs, compilePipelines, gatherInputs, missingKernels,
-  randomInputs, randomWeights, requiredKernels, runSequence, runStep,
+  BYTES_PER_VALUE, V2_LITE as V2_LITE_SIZES, buildModel, cacheBytesPerToken, compareOutputs, compilePipelines,
+  disposeModel, gatherInputs, mhaBytesPerToken, missingKernels, normalizeDtype, randomInputs, randomWeights,
+  requiredKernels, runSequence, runStep,
 } from '../common/helpers.mjs';
 
 // ---- the Vulkan loader ---------------------------------------------------------------------
@@ -59,6 +61,12 @@ options:
   --qk-rope-head-dim N      roped width R (default 64)
   --v-head-dim N            per-head value width (default 128)
   --page-size N             tokens per cache page (default 64)
+  --cache-dtype D           how the latent cache stores its rows: float32 (default), bfloat16
+                            or float16 (16-bit values packed two per 32-bit word: half the
+                            bytes per token); short names bf16, f16 work too
+  --dtype D                 the layer's weight dtype (also its normDtype and oProjDtype):
+                            float32 (default), bfloat16 or float16; a dtype the layer does not
+                            take ends the demo with its Error (exit 1)
   --graph-mode M            auto | prefill | decode: the layer's attention path (default auto:
                             the prefill (decompressing) path for the prompts, the absorbed
                             path for decode steps; decode takes the absorbed path throughout)
@@ -96,7 +104,7 @@ function parseOptions(argv) {
     qkNopeHeadDim: V2_LITE.qkNopeHeadDim, qkRopeHeadDim: V2_LITE.qkRopeHeadDim,
     vHeadDim: V2_LITE.vHeadDim, pageSize: 64, weights: null, config: null,
     layerPrefix: 'model.layers.0.self_attn.', checkSeq: 0, check: true, warmup: true, graphMode: 'auto',
-    sizesGiven: [],
+    sizesGiven: [], dtype: 'float32', cacheDtype: 'float32',
   };
   const integer = (name, text, min) => {
     if (text === undefined || !/^\d+$/.test(text) || Number(text) < min) {
@@ -155,6 +163,12 @@ function parseOptions(argv) {
           fail(`--graph-mode expects auto, prefill or decode, got ${JSON.stringify(m)}`);
         }
         o.graphMode = m;
+        break;
+      }
+      case '--dtype': case '--cache-dtype': {
+        const d = next();
+        if (d === undefined || d === '' || d.startsWith('--')) fail(`${arg} expects a dtype (float32, bfloat16, float16)`);
+        o[arg === '--dtype' ? 'dtype' : 'cacheDtype'] = normalizeDtype(d);
         break;
       }
       case '--check-seq': o.checkSeq = integer('--check-seq', next(), 0); break;
@@ -312,10 +326,6 @@ async function main() {
   const B = prompts.length;
   const finalLens = prompts.map((p) => p + steps);
 
-  const chosen = await chooseBackend(options.backend, requiredKernels(mla, prompts, options.graphMode));
-  if (chosen.note) say(chosen.note);
-  say(`backend: ${chosen.device}`);
-
   // Sizes: from the config with --weights, else the options (V2-Lite by default).
   let spec = {...options, hfConfig: null};
   if (options.config !== null) {
@@ -330,17 +340,31 @@ async function main() {
   }
   const {hidden, heads: H, kvLoraRank: L, qkNopeHeadDim: N, qkRopeHeadDim: R, vHeadDim: V} = spec;
 
-  // The weights, on the host, so every backend gets the same numbers.
-  const probe = buildModel(mla, spec, null, [1]);
+  // The weights' shapes, from an unbuilt layer of these sizes and dtypes (on cpu, before WebGPU
+  // starts): a dtype the package does not take ends the run here, with its Error.
+  await quietCpu();
+  let probe;
+  try {
+    probe = buildModel(mla, spec, null, [1]);
+  } catch (e) {
+    throw new DtypeError(`--dtype ${options.dtype} --cache-dtype ${options.cacheDtype}: ${e?.message ?? e}`);
+  }
   const shapes = probe.layer.expectedWeightShapes();
   probe.cache.dispose();
   probe.layer.dispose();
+
+  const chosen = await chooseBackend(options.backend, requiredKernels(mla, prompts, options.graphMode));
+  if (chosen.note) say(chosen.note);
+  say(`backend: ${chosen.device}`);
+
+  // The weights, on the host, so every backend gets the same numbers.
   const weights = options.weights !== null ? await hostWeightsFromFile(options, shapes) :
                                              randomWeights(shapes, options.seed);
   const nParams = Object.values(weights).reduce((s, w) => s + w.values.length, 0);
   say(`layer: hidden ${hidden}, ${H} heads, ${spec.qLoraRank ? `q-LoRA ${spec.qLoraRank}` : 'no q-LoRA'}, ` +
       `kvLoraRank ${L}, nope ${N}, rope ${R}, v ${V}; ${(nParams / 1e6).toFixed(1)} M parameters ` +
       `(${options.weights ?? `random, seed ${options.seed}`})`);
+  say(`dtypes: weights ${options.dtype}, latent cache ${options.cacheDtype}`);
   say(`batch: ${B} prompts of ${prompts.join('/')} tokens, then ${steps} decode steps each`);
 
   // Every token's input row, per sequence (seeded: the cpu reference sees the same ones).
@@ -392,23 +416,29 @@ async function main() {
   const decodeMs = stepMs.reduce((a, b) => a + b, 0);
   const decodeTokens = B * steps;
 
-  // Memory of the tokens held: one latent row (L + R floats) per token and layer, against
-  // K (H·(N+R)) and V (H·V) per token and layer for standard multi-head attention.
+  // Memory of the tokens held: one latent row (L + R values) per token and layer, against
+  // K (H·(N+R)) and V (H·V) per token and layer for standard multi-head attention, both in the
+  // cache's dtype (16-bit: 2 bytes a value).
   const tokensHeld = seqIds.reduce((s, id) => s + model.cache.cacheLength(id), 0);
   const mlaFloats = L + R;
   const mhaFloats = H * (N + R) + H * V;
-  const mlaBytes = tokensHeld * mlaFloats * 4;
-  const mhaBytes = tokensHeld * mhaFloats * 4;
-  const pageBytes = model.cache.totalNumPages * model.args.kvParams.pageSize * mlaFloats * 4;
-  model.cache.dispose();
-  model.layer.dispose();
+  const cacheDtype = model.kvParams.dtype;
+  const mlaTokenBytes = cacheBytesPerToken(model.kvParams);
+  const mhaTokenBytes = mhaBytesPerToken(spec, cacheDtype);
+  const mlaBytes = tokensHeld * mlaTokenBytes;
+  const mhaBytes = tokensHeld * mhaTokenBytes;
+  const storage = model.cache.storage(0);
+  const pageBytes = storage.size * 4;   // float32 or packed int32 words: 4 bytes an element
+  const totalPages = model.cache.totalNumPages;
+  const weightBytes = model.weightBytes;
+  const layerBytes = disposeModel(model);   // with the derived (absorbed) weights made during the run
 
   // The cpu reference: the same weights and the sampled sequence's tokens alone.
   let check = null;
   if (options.check) {
     const backendBefore = tf.getBackend();
     await tf.setBackend('cpu');
-    progress.start(`cpu reference (seq ${sample})`, 1 + steps);
+    progress.start(`cpu reference (seq ${sample}, same dtypes)`, 1 + steps);
     const ref = buildModel(mla, spec, weights, [finalLens[sample]]);
     let refOut;
     try {
@@ -434,13 +464,24 @@ async function main() {
     [`prefill (${prefillTokens} tokens, 1 step)`, `${fmtRate(prefillTokens, prefillMs)}  (${(prefillMs / 1000).toFixed(2)} s)`],
     [`decode (${B} × ${steps} tokens)`, steps === 0 ? 'n/a (--steps 0)' :
       `${fmtRate(decodeTokens, decodeMs)}  (${(decodeMs / steps).toFixed(0)} ms/step of ${B} tokens)`],
+    ['dtypes', `weights ${options.dtype} (dtype, normDtype, oProjDtype), latent cache ${cacheDtype}`],
+    ['layer weights', `${fmtBytes(weightBytes)} held for ${nParams.toLocaleString('en-US')} values` +
+                      ` (${(weightBytes / nParams).toFixed(2)} B/value); float32: ${fmtBytes(4 * nParams)}` +
+                      ` (${(weightBytes / (4 * nParams)).toFixed(2)}×)`],
+    ['layer at the end (+ derived)', `${fmtBytes(layerBytes)}  (weights and the absorbed W_UK/W_UV it made)`],
+    ['cache bytes per token and layer', `${mlaTokenBytes.toLocaleString('en-US')} B  = ${mlaFloats} values × ` +
+                                        `${mlaTokenBytes / mlaFloats} B (${cacheDtype}); float32: ${(4 * mlaFloats).toLocaleString('en-US')} B` +
+                                        ` (${(mlaTokenBytes / (4 * mlaFloats)).toFixed(2)}×)`],
+    ['  standard MHA per token/layer', `${mhaTokenBytes.toLocaleString('en-US')} B  = (${H}·(${N}+${R}) + ${H}·${V}) values × ` +
+                                       `${BYTES_PER_VALUE[cacheDtype] ?? 4} B (${cacheDtype})`],
     ['tokens held in the cache', `${tokensHeld.toLocaleString('en-US')}`],
-    ['MLA latent cache', `${fmtBytes(mlaBytes)}  = ${mlaFloats} floats/token/layer`],
-    ['standard MHA cache (K+V)', `${fmtBytes(mhaBytes)}  = ${H}·(${N}+${R}) + ${H}·${V} = ${mhaFloats.toLocaleString('en-US')} floats/token/layer`],
-    ['MHA / MLA', `${(mhaBytes / mlaBytes).toFixed(2)}× smaller with MLA`],
-    ['pages allocated (MLA)', `${model.cache.totalNumPages} × ${model.args.kvParams.pageSize} rows = ${fmtBytes(pageBytes)}`],
+    ['MLA latent cache', `${fmtBytes(mlaBytes)}  = ${mlaFloats} values/token/layer (${cacheDtype})`],
+    ['standard MHA cache (K+V)', `${fmtBytes(mhaBytes)}  = ${H}·(${N}+${R}) + ${H}·${V} = ${mhaFloats.toLocaleString('en-US')} values/token/layer (${cacheDtype})`],
+    ['MHA / MLA', `${(mhaBytes / mlaBytes).toFixed(2)}× smaller with MLA` +
+                  (cacheDtype === 'float32' ? '' : `; ${(tokensHeld * mhaFloats * 4 / mlaBytes).toFixed(2)}× against a float32 MHA cache`)],
+    ['pages allocated (MLA)', `${totalPages} × ${model.args.kvParams.pageSize} rows = ${fmtBytes(pageBytes)}`],
     check === null ? ['vs cpu reference', 'skipped (--no-check)'] :
-      [`vs cpu reference (seq ${sample}, ${check.tokens} tokens)`,
+      [`vs cpu reference (seq ${sample}, ${check.tokens} tokens, same dtypes)`,
        `max |Δ| ${check.maxDiff.toExponential(2)}  = ${(check.maxDiff / check.maxRef).toExponential(2)} of max|y| ${check.maxRef.toPrecision(3)}`],
   ];
   const w = Math.max(...rows.map(([k]) => k.length));
@@ -457,12 +498,16 @@ async function main() {
   return check !== null && !Number.isFinite(check.maxDiff) ? 1 : 0;
 }
 
+/** A dtype (--dtype, --cache-dtype) the package does not take: its Error, without a stack. */
+class DtypeError extends Error {}
+
 let code = 1;
 try {
   code = await main();
 } catch (e) {
   if (isTTY) process.stderr.write('\n');
   console.error(`demo: ERROR: ${process.env.DEMO_DEBUG && e?.stack ? e.stack : e?.message ?? e}`);
+  if (e instanceof DtypeError) console.error('demo: the package does not take these dtypes (see --help)');
   code = 1;
 }
 try {

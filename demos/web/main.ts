@@ -6,8 +6,9 @@ import '@tensorflow/tfjs-backend-cpu';
 import '@tensorflow/tfjs-backend-webgpu';
 import * as mla from '../../src/index.js';
 import {
-  buildModel, compareOutputs, compilePipelines, gatherInputs, missingKernels, type Model, type ModelSpec, randomInputs,
-  randomWeights, requiredKernels, runSequence, runStep,
+  BYTES_PER_VALUE, buildModel, cacheBytesPerToken, compareOutputs, compilePipelines, disposeModel, gatherInputs,
+  mhaBytesPerToken, missingKernels, type Model, type ModelSpec, normalizeDtype, randomInputs, randomWeights,
+  requiredKernels, runSequence, runStep,
 } from '../common/helpers.mjs';
 
 // ---- configuration from the URL ----------------------------------------------------------------
@@ -26,13 +27,17 @@ interface DemoConfig {
   backend: 'webgpu'|'cpu';
   check: boolean;
   warmup: boolean;
+  /** The layer's weight dtype (and normDtype / oProjDtype). */
+  dtype: string;
+  /** The latent cache's dtype. */
+  cacheDtype: string;
 }
 
 /** DeepSeek-V2-Lite ÷ 4 in every width, same 16 heads: the same 8.9× cache ratio, SwiftShader-sized. */
 const DEFAULTS: DemoConfig = {
   hidden: 512, heads: 16, kvLoraRank: 128, nope: 32, rope: 16, v: 32,
   prompts: [64, 17, 40, 5], steps: 48, seed: 1, pageSize: 16, backend: 'webgpu', check: true,
-  warmup: true,
+  warmup: true, dtype: 'float32', cacheDtype: 'float32',
 };
 
 function readConfig(search: string): DemoConfig {
@@ -69,6 +74,14 @@ function readConfig(search: string): DemoConfig {
       throw new Error(`URL parameter backend: expected webgpu or cpu, got ${JSON.stringify(backend)}`);
     }
     config.backend = backend;
+  }
+  // Any name goes to the package, which says which it takes (short names: bf16, f16, f32).
+  for (const key of ['dtype', 'cacheDtype'] as const) {
+    const text = params.get(key);
+    if (text !== null) {
+      if (text === '') throw new Error(`URL parameter ${key}: expected float32, bfloat16 or float16, got ""`);
+      config[key] = normalizeDtype(text);
+    }
   }
   if (params.get('check') === '0') config.check = false;
   if (params.get('warmup') === '0') config.warmup = false;
@@ -215,7 +228,8 @@ class LineChart {
 /** The layer sizes of a page config (V2-Lite's rope theta and YaRN scaling). */
 function modelSpec(config: DemoConfig): ModelSpec {
   return {hidden: config.hidden, heads: config.heads, kvLoraRank: config.kvLoraRank, qkNopeHeadDim: config.nope,
-          qkRopeHeadDim: config.rope, vHeadDim: config.v, pageSize: config.pageSize};
+          qkRopeHeadDim: config.rope, vHeadDim: config.v, pageSize: config.pageSize,
+          dtype: config.dtype, cacheDtype: config.cacheDtype};
 }
 
 const NAME_PREFIX = 'mla_web_demo';
@@ -255,7 +269,8 @@ async function main(): Promise<void> {
   const mhaFloats = H * (N + R) + H * V;
   byId('config').textContent =
       `hidden ${hidden}, ${H} heads, kvLoraRank ${L}, nope ${N}, rope ${R}, v ${V} · prompts ` +
-      `${prompts.join('/')} · ${steps} decode steps · page size ${config.pageSize} · seed ${config.seed}`;
+      `${prompts.join('/')} · ${steps} decode steps · page size ${config.pageSize} · seed ${config.seed} · ` +
+      `weights ${config.dtype}, cache ${config.cacheDtype}`;
 
   setStatus('Setting up the backend…');
   const {backend, note} = await chooseBackend(config);
@@ -277,6 +292,8 @@ async function main(): Promise<void> {
   // Weights and inputs, seeded; kept on the host so the cpu reference gets the same numbers.
   setStatus('Creating the weights…');
   const spec = modelSpec(config);
+  setCell('dtypes', `weights ${config.dtype}, latent cache ${config.cacheDtype}`, `${config.dtype}/${config.cacheDtype}`);
+  // A dtype the package does not take throws here (the page shows its Error).
   const probe = buildModel(mla, spec, null, [1], NAME_PREFIX);
   const shapes = probe.layer.expectedWeightShapes();
   probe.cache.dispose();
@@ -284,6 +301,20 @@ async function main(): Promise<void> {
   const weights = randomWeights(shapes, config.seed);
   const inputs = randomInputs(config.seed, finalLens, hidden);
   const model: Model = buildModel(mla, spec, weights, finalLens, NAME_PREFIX);
+  const numParams = model.numParams;
+  setCell('weight-bytes', `${fmtInt(model.weightBytes)} B (${fmtBytes(model.weightBytes)}; ` +
+          `${(model.weightBytes / numParams).toFixed(2)} B per value, ${config.dtype}; float32: ` +
+          `${fmtBytes(4 * numParams)})`, model.weightBytes);
+  // Bytes per token and layer of the latent cache in its dtype, and of a standard multi-head
+  // cache (K and V of every head) in the same dtype.
+  const cacheDtype = model.kvParams.dtype;
+  const tokenBytes = cacheBytesPerToken(model.kvParams);
+  const mhaTokenBytes = mhaBytesPerToken(spec, cacheDtype);
+  setCell('bytes-per-token', `${fmtInt(tokenBytes)} B = ${mlaFloats} values × ${tokenBytes / mlaFloats} B ` +
+          `(${cacheDtype}; float32: ${fmtInt(4 * mlaFloats)} B); standard multi-head: ${fmtInt(mhaTokenBytes)} B ` +
+          `= ${fmtInt(mhaFloats)} values × ${BYTES_PER_VALUE[cacheDtype as keyof typeof BYTES_PER_VALUE] ?? 4} B`,
+          tokenBytes);
+  byId('bytes-per-token').dataset.mha = String(mhaTokenBytes);
 
   if (config.warmup && backend === 'webgpu') {
     // WebGPU compiles each program's pipeline on first use (slow on SwiftShader): compile them
@@ -299,10 +330,10 @@ async function main(): Promise<void> {
 
   seqIds.forEach((id) => model.cache.claim(id));
   const pageBytes = () => seqIds.reduce((s, id) => s + model.cache.pagesOf(id).length, 0) *
-                          config.pageSize * mlaFloats * 4;
+                          config.pageSize * tokenBytes;
   const plotMemory = (tokens: number) => {
-    memory.series[0].points.push([tokens, tokens * mhaFloats * 4 / 1024]);
-    memory.series[1].points.push([tokens, tokens * mlaFloats * 4 / 1024]);
+    memory.series[0].points.push([tokens, tokens * mhaTokenBytes / 1024]);
+    memory.series[1].points.push([tokens, tokens * tokenBytes / 1024]);
     memory.series[2].points.push([tokens, pageBytes() / 1024]);
     memory.render();
   };
@@ -341,20 +372,22 @@ async function main(): Promise<void> {
       decodeTps);
 
   const tokensHeld = seqIds.reduce((s, id) => s + model.cache.cacheLength(id), 0);
-  const mlaBytes = tokensHeld * mlaFloats * 4;
-  const mhaBytes = tokensHeld * mhaFloats * 4;
+  const mlaBytes = tokensHeld * tokenBytes;
+  const mhaBytes = tokensHeld * mhaTokenBytes;
   setCell('tokens-held', fmtInt(tokensHeld), tokensHeld);
-  setCell('mla-bytes', `${fmtInt(mlaBytes)} B (${fmtBytes(mlaBytes)}; ${mlaFloats} floats per token)`, mlaBytes);
+  setCell('mla-bytes', `${fmtInt(mlaBytes)} B (${fmtBytes(mlaBytes)}; ${mlaFloats} values per token, ${cacheDtype})`,
+          mlaBytes);
   setCell('mha-bytes', `${fmtInt(mhaBytes)} B (${fmtBytes(mhaBytes)}; ${H}·(${N}+${R}) + ${H}·${V} = ` +
-          `${fmtInt(mhaFloats)} floats per token)`, mhaBytes);
+          `${fmtInt(mhaFloats)} values per token, ${cacheDtype})`, mhaBytes);
   const ratio = mhaBytes / mlaBytes;
   setCell('ratio', `${ratio.toFixed(2)}× smaller with MLA`, ratio);
-  model.cache.dispose();
-  model.layer.dispose();
+  const layerBytes = disposeModel(model);
+  byId('weight-bytes').dataset.layerBytes = String(layerBytes);
 
   // The cpu reference: sequence 0 alone, the same weights and inputs.
   if (config.check) {
-    setStatus('Checking sequence 0 against the cpu reference…');
+    setStatus(`Checking sequence 0 against the cpu reference (same dtypes: weights ${config.dtype}, ` +
+              `cache ${config.cacheDtype})…`);
     await nextFrame();
     await tf.setBackend('cpu');
     const ref = buildModel(mla, spec, weights, [finalLens[0]], NAME_PREFIX);
@@ -368,7 +401,7 @@ async function main(): Promise<void> {
     const {maxDiff, maxRef} = compareOutputs(sample, refOut);
     byId('check').dataset.maxRef = String(maxRef);
     setCell('check', `max |Δ| ${maxDiff.toExponential(2)} = ${(maxDiff / maxRef).toExponential(2)} of max|y| ` +
-            `${maxRef.toPrecision(3)} (sequence 0, ${finalLens[0]} tokens)`, maxDiff);
+            `${maxRef.toPrecision(3)} (sequence 0, ${finalLens[0]} tokens, same dtypes)`, maxDiff);
     await tf.setBackend(backend);
   } else {
     setCell('check', 'skipped (?check=0)');

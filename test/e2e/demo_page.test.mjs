@@ -5,6 +5,10 @@
 //
 //   node test/e2e/demo_page.test.mjs [--no-build] [--timeout SECONDS] [--url-params 'steps=8&…']
 //
+// Then it loads the page once more with a bfloat16 latent cache (`cacheDtype=bfloat16`, a short
+// run: two small prompts, two decode steps) and checks the bytes per token it shows are half the
+// float32 figure of the first load.
+//
 // Run by `npm test` as its last step (skip with `npm test -- --skip-e2e`). Exit code 0 = pass.
 // Prints one line `[e2e] PASS …` or `[e2e] FAIL …`.
 import {existsSync, mkdirSync, readFileSync} from 'node:fs';
@@ -21,6 +25,8 @@ const screenshot = path.join(outDir, 'demo_page.png');
 let SIZES = {hidden: 512, heads: 16, kvLoraRank: 128, nope: 32, rope: 16, v: 32};
 let PROMPTS = [64, 17, 40, 5];
 let STEPS = 24;
+/** The reduced-precision load: its own small batch (decode path only: prompts ≤ 8 tokens). */
+const HALF_LOAD = {cacheDtype: 'bfloat16', prompts: [6, 3], steps: 2};
 
 const argv = process.argv.slice(2);
 let build = true;
@@ -43,6 +49,63 @@ const CHROMIUM_ARGS = JSON.parse(
 function findChromium() {
   return [process.env.CHROME_BIN, '/usr/bin/chromium', '/usr/bin/chromium-browser']
     .find((c) => c && existsSync(c));
+}
+
+const screenshotHalf = path.join(outDir, 'demo_page_bf16.png');
+
+/**
+ * Loads `pageUrl` in `page`, waits for the run to finish (printing the status line now and
+ * then), saves a screenshot and returns the numbers the page shows (throws when the page ends
+ * in an error or runs past --timeout).
+ */
+async function loadAndRead(page, pageUrl, logs, screenshotPath) {
+  await page.goto(pageUrl);
+  const deadline = Date.now() + timeoutS * 1000;
+  let state = '';
+  let lastStatus = '';
+  while (Date.now() < deadline) {
+    state = await page.evaluate(() => document.body.dataset.state ?? '');
+    if (state === 'done' || state === 'error') break;
+    const status = await page.evaluate(() => document.getElementById('status')?.textContent ?? '');
+    if (status !== lastStatus) {
+      console.log(`[e2e]   status: ${status}`);
+      lastStatus = status;
+    }
+    await page.waitForTimeout(1000);
+  }
+  mkdirSync(outDir, {recursive: true});
+  await page.screenshot({path: screenshotPath, fullPage: true});
+  console.log(`[e2e] screenshot: ${path.relative(root, screenshotPath)}`);
+
+  if (state !== 'done') {
+    const error = await page.evaluate(() => document.body.dataset.error ?? '');
+    logs.slice(-20).forEach((l) => console.log(`[e2e]   ${l}`));
+    throw new Error(state === 'error' ? `the page reports an error: ${error}` :
+                                        `the run did not finish within ${timeoutS} s (state ${JSON.stringify(state)})`);
+  }
+
+  const read = await page.evaluate(() => {
+    const cell = (id) => document.getElementById(id);
+    const value = (id) => cell(id)?.dataset.value;
+    const svgPoints = (id) => [...document.querySelectorAll(`#${id} path[data-points]`)]
+      .map((p) => Number(p.getAttribute('data-points')));
+    return {
+      backend: value('backend'), backendText: cell('backend')?.textContent,
+      note: cell('backend-note')?.textContent,
+      dtypes: value('dtypes'), bytesPerToken: Number(value('bytes-per-token')),
+      weightBytes: Number(value('weight-bytes')), layerBytes: Number(cell('weight-bytes')?.dataset.layerBytes),
+      prefillTps: Number(value('prefill-tps')), decodeTps: Number(value('decode-tps')),
+      tokensHeld: Number(value('tokens-held')), mlaBytes: Number(value('mla-bytes')),
+      mhaBytes: Number(value('mha-bytes')), ratio: Number(value('ratio')),
+      maxDiff: Number(value('check')), maxRef: Number(cell('check')?.dataset.maxRef),
+      ready: cell('results')?.dataset.ready,
+      latencyPoints: svgPoints('latency-chart'), memoryPoints: svgPoints('memory-chart'),
+      texts: ['dtypes', 'weight-bytes', 'bytes-per-token', 'prefill-tps', 'decode-tps', 'mla-bytes', 'mha-bytes',
+              'ratio', 'check'].map((id) => `${id}: ${cell(id)?.textContent}`),
+    };
+  });
+  read.texts.forEach((t) => console.log(`[e2e]   ${t}`));
+  return read;
 }
 
 const failures = [];
@@ -78,52 +141,7 @@ async function run() {
     STEPS = Number(params.get('steps'));
     const pageUrl = `${url}?${params}`;
     console.log(`[e2e] ${pageUrl} in ${executablePath} (headless, WebGPU on SwiftShader)`);
-    await page.goto(pageUrl);
-
-    // Wait for the run to finish (or fail), printing the status line now and then.
-    const deadline = Date.now() + timeoutS * 1000;
-    let state = '';
-    let lastStatus = '';
-    while (Date.now() < deadline) {
-      state = await page.evaluate(() => document.body.dataset.state ?? '');
-      if (state === 'done' || state === 'error') break;
-      const status = await page.evaluate(() => document.getElementById('status')?.textContent ?? '');
-      if (status !== lastStatus) {
-        console.log(`[e2e]   status: ${status}`);
-        lastStatus = status;
-      }
-      await page.waitForTimeout(1000);
-    }
-    mkdirSync(outDir, {recursive: true});
-    await page.screenshot({path: screenshot, fullPage: true});
-    console.log(`[e2e] screenshot: ${path.relative(root, screenshot)}`);
-
-    if (state !== 'done') {
-      const error = await page.evaluate(() => document.body.dataset.error ?? '');
-      logs.slice(-20).forEach((l) => console.log(`[e2e]   ${l}`));
-      throw new Error(state === 'error' ? `the page reports an error: ${error}` :
-                                          `the run did not finish within ${timeoutS} s (state ${JSON.stringify(state)})`);
-    }
-
-    const read = await page.evaluate(() => {
-      const cell = (id) => document.getElementById(id);
-      const value = (id) => cell(id)?.dataset.value;
-      const svgPoints = (id) => [...document.querySelectorAll(`#${id} path[data-points]`)]
-        .map((p) => Number(p.getAttribute('data-points')));
-      return {
-        backend: value('backend'), backendText: cell('backend')?.textContent,
-        note: cell('backend-note')?.textContent,
-        prefillTps: Number(value('prefill-tps')), decodeTps: Number(value('decode-tps')),
-        tokensHeld: Number(value('tokens-held')), mlaBytes: Number(value('mla-bytes')),
-        mhaBytes: Number(value('mha-bytes')), ratio: Number(value('ratio')),
-        maxDiff: Number(value('check')), maxRef: Number(cell('check')?.dataset.maxRef),
-        ready: cell('results')?.dataset.ready,
-        latencyPoints: svgPoints('latency-chart'), memoryPoints: svgPoints('memory-chart'),
-        texts: ['prefill-tps', 'decode-tps', 'mla-bytes', 'mha-bytes', 'ratio', 'check']
-          .map((id) => `${id}: ${cell(id)?.textContent}`),
-      };
-    });
-    read.texts.forEach((t) => console.log(`[e2e]   ${t}`));
+    const read = await loadAndRead(page, pageUrl, logs, screenshot);
 
     const {hidden, heads: H, kvLoraRank: L, nope: N, rope: R, v: V} = SIZES;
     void hidden;
@@ -135,6 +153,10 @@ async function run() {
     check(Number.isFinite(read.prefillTps) && read.prefillTps > 0, `prefill throughput is positive and finite (${read.prefillTps})`);
     check(Number.isFinite(read.decodeTps) && read.decodeTps > 0, `decode throughput is positive and finite (${read.decodeTps})`);
     check(read.tokensHeld === tokens, `tokens held ${read.tokensHeld} = prompts + steps · batch = ${tokens}`);
+    check(read.dtypes === 'float32/float32', `dtypes shown: weights/cache ${read.dtypes}`);
+    check(read.bytesPerToken === (L + R) * 4, `cache bytes per token and layer ${read.bytesPerToken} = (L+R) · 4 (float32)`);
+    check(read.weightBytes > 0 && read.layerBytes >= read.weightBytes,
+          `layer weight bytes shown (${read.weightBytes}; ${read.layerBytes} with the derived weights at the end)`);
     check(read.mlaBytes === tokens * (L + R) * 4, `MLA bytes ${read.mlaBytes} = tokens · (L+R) · 4`);
     check(read.mhaBytes === tokens * (H * (N + R) + H * V) * 4, `standard bytes ${read.mhaBytes} = tokens · (H(N+R) + HV) · 4`);
     check(read.mlaBytes < read.mhaBytes, 'MLA bytes < standard bytes');
@@ -148,6 +170,36 @@ async function run() {
     const errors = logs.filter((l) => l.startsWith('pageerror') || l.startsWith('console.error'));
     check(errors.length === 0, `no page errors${errors.length ? `: ${errors.slice(0, 3).join(' | ')}` : ''}`);
     console.log(`[e2e] page run finished in ${((Date.now() - started) / 1000).toFixed(1)} s`);
+    await page.close();
+
+    // Once more with a bfloat16 cache, a short run: the bytes per token are half the float32 figure.
+    const halfStarted = Date.now();
+    const halfPage = await browser.newPage({viewport: {width: 1200, height: 900}});
+    const halfLogs = [];
+    halfPage.on('console', (m) => halfLogs.push(`console.${m.type()}: ${m.text()}`));
+    halfPage.on('pageerror', (e) => halfLogs.push(`pageerror: ${e.message}`));
+    const halfParams = new URLSearchParams(params);
+    halfParams.set('cacheDtype', HALF_LOAD.cacheDtype);
+    halfParams.set('prompts', HALF_LOAD.prompts.join(','));
+    halfParams.set('steps', String(HALF_LOAD.steps));
+    const halfUrl = `${url}?${halfParams}`;
+    console.log(`[e2e] ${halfUrl}`);
+    const half = await loadAndRead(halfPage, halfUrl, halfLogs, screenshotHalf);
+    const halfTokens = HALF_LOAD.prompts.reduce((a, b) => a + b, 0) + HALF_LOAD.prompts.length * HALF_LOAD.steps;
+    check(half.dtypes === `float32/${HALF_LOAD.cacheDtype}`, `bfloat16 load: dtypes shown ${half.dtypes}`);
+    check(half.bytesPerToken * 2 === read.bytesPerToken,
+          `bfloat16 load: cache bytes per token and layer ${half.bytesPerToken} = half the float32 figure ${read.bytesPerToken}`);
+    check(half.mlaBytes === halfTokens * half.bytesPerToken,
+          `bfloat16 load: MLA bytes ${half.mlaBytes} = tokens ${halfTokens} · ${half.bytesPerToken}`);
+    check(Math.abs(half.ratio - expectedRatio) < 1e-9, `bfloat16 load: ratio ${half.ratio.toFixed(4)} (both caches bfloat16)`);
+    check(half.weightBytes === read.weightBytes, `bfloat16 load: the same float32 weight bytes (${half.weightBytes})`);
+    check(half.backend === read.backend, `bfloat16 load: backend ${half.backend}`);
+    check(Number.isFinite(half.maxDiff) && half.maxRef > 0 && half.maxDiff / half.maxRef < 1e-3,
+          `bfloat16 load: agrees with the cpu reference on a bfloat16 cache (max |Δ| ${half.maxDiff} = ` +
+          `${(half.maxDiff / half.maxRef).toExponential(2)} of max|y|)`);
+    const halfErrors = halfLogs.filter((l) => l.startsWith('pageerror') || l.startsWith('console.error'));
+    check(halfErrors.length === 0, `bfloat16 load: no page errors${halfErrors.length ? `: ${halfErrors.slice(0, 3).join(' | ')}` : ''}`);
+    console.log(`[e2e] bfloat16 load finished in ${((Date.now() - halfStarted) / 1000).toFixed(1)} s`);
   } finally {
     if (browser) await browser.close().catch(() => {});
     server.close();
