@@ -86,21 +86,25 @@ function disposeWeights(weights: mla.SafetensorsWeights): void {
   Object.values(weights).forEach((w) => w.dispose());
 }
 
-/** Runs `body` with the engine's numBytes sampled after every tensor it registers; returns the peak. */
-async function peakBytesDuring(body: () => Promise<void>): Promise<number> {
-  const engine = tf.engine() as unknown as {trackTensor: (...args: unknown[]) => void, state: {numBytes: number}};
+/**
+ * Runs `body` with `measure` (default: the engine's numBytes) sampled after every tensor it
+ * registers; returns the peak.
+ */
+async function peakBytesDuring(body: () => Promise<void>,
+                               measure = () => tf.memory().numBytes): Promise<number> {
+  const engine = tf.engine() as unknown as {trackTensor: (...args: unknown[]) => void};
   const original = engine.trackTensor;
-  let peak = engine.state.numBytes;
+  let peak = measure();
   engine.trackTensor = function(this: unknown, ...args: unknown[]) {
     original.apply(this, args);
-    peak = Math.max(peak, engine.state.numBytes);
+    peak = Math.max(peak, measure());
   };
   try {
     await body();
   } finally {
     engine.trackTensor = original;
   }
-  return Math.max(peak, engine.state.numBytes);
+  return Math.max(peak, measure());
 }
 
 /** Bytes of the layer's stored weights (16-bit ones as int32 words, norms as float32). */
@@ -145,6 +149,44 @@ describeEachBackend('packed loading: keepHalf checkpoints into 16-bit layers', (
       disposeWeights(weights);
     });
     expect((floatPeak - baseline) / finalBytes).withContext('float32 loading (for contrast)').toBeGreaterThan(1.5);
+    layer.dispose();
+    rope.dispose();
+  });
+
+  it('into a layer not built yet: its 16-bit weights start as the file\'s words (shared, no init copy)', async () => {
+    const file = checkpoint('BF16');
+    const expected = fileValues(file);
+    const {rope, layer} = makeLayer('bfloat16');
+    const baseline = tf.memory().numBytes;
+    let finalBytes = 0;
+    const peak = await peakBytesDuring(async () => {
+      const weights = await mla.loadSafetensors(file, {prefix: PREFIX, keepHalf: true});
+      layer.loadStateDict(weights);
+      finalBytes = weightBytes(layer);
+      // Each 16-bit weight holds the loaded words' own buffer: no copy, no random init.
+      for (const variable of layer.weights) {
+        const name = variable.originalName.slice(variable.originalName.indexOf('/') + 1);
+        const given = weights[name];
+        if (given instanceof mla.PackedHalfTensor && !name.endsWith('layernorm.weight')) {  // norms: float32
+          expect(variable.read().dataId === given.words.dataId).withContext(`${name} shares the file's words`).toBe(true);
+        }
+      }
+      disposeWeights(weights);
+    });
+    expect(tf.memory().numBytes - baseline).withContext('the weights after loading').toBe(finalBytes);
+    // numBytes counts tensor handles, so the shared buffers count twice until the loaded dict
+    // is disposed (and a third handle of one weight while its variable is made): 2× the packed
+    // weights plus the largest one, plus the float32 norm weights' initial values and widened
+    // copies. (Building with random weights first peaked at ≈ 2.8× in all.)
+    const bytesOf = (w: {shape: Array<number|null>}) => w.shape.reduce((a, b) => a! * b!, 1)! * 4;
+    const normBytes = layer.weights.filter((w) => w.originalName.endsWith('layernorm.weight'))
+                          .reduce((sum, w) => sum + bytesOf(w), 0);
+    const largest = Math.max(...layer.weights.map(bytesOf));
+    expect(peak - baseline).withContext(`peak ${peak - baseline} B over the baseline, weights ${finalBytes} B ` +
+                                        `(norms ${normBytes} B, largest ${largest} B)`)
+        .toBeLessThanOrEqual(2 * (finalBytes - normBytes) + largest + 4 * normBytes);
+    const got = await stateValues(layer);
+    for (const [name, values] of expected) expectSameBits(got.get(name)!, values, name);
     layer.dispose();
     rope.dispose();
   });

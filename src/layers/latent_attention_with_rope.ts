@@ -69,6 +69,8 @@ export class LatentAttentionWithRope extends layers.Layer {
   private readonly dims: MLADims;
   private readonly weightVars = new Map<HFWeightName, LayerVariable>();
   private readonly absorbedCache = new AbsorbedWeightCache();
+  /** While loadStateDict builds the layer: 16-bit words to start weights from. */
+  private initialWords: Map<HFWeightName, tf.Tensor>|null = null;
   private readonly parts: AttentionParts;
   private strategy: ShardingStrategy|null = null;
   private isDisposedLayer = false;
@@ -140,13 +142,14 @@ export class LatentAttentionWithRope extends layers.Layer {
                                                                initializers.randomNormal({stddev: 0.02});
         this.weightVars.set(name, this.addWeight(namePrefix + name, shape, 'float32', initializer));
       } else {
-        // 16-bit: int32 words, not trainable (inference-only), initialized like float32 ones.
-        const variable = this.addWeight(namePrefix + name, storedShape(shape, dtype), 'int32',
-                                        initializers.zeros(), undefined, false);
-        const init = tf.tidy(() => mlaPackHalf(tf.randomNormal(shape, 0, 0.02), dtype));
-        variable.write(init);
-        init.dispose();
-        this.weightVars.set(name, variable);
+        // 16-bit: int32 words, not trainable (inference-only): the words loadStateDict was given,
+        // else initialized like float32 ones (random normal 0.02, rounded).
+        const words = this.initialWords?.get(name);
+        const initializer = {apply: () => words !== undefined ? tf.clone(words) :
+                                 tf.tidy(() => mlaPackHalf(tf.randomNormal(shape, 0, 0.02), dtype))};
+        this.weightVars.set(name, this.addWeight(namePrefix + name, storedShape(shape, dtype), 'int32',
+                                                 initializer as unknown as ReturnType<typeof initializers.zeros>,
+                                                 undefined, false));
       }
     }
     this.built = true;
@@ -203,12 +206,29 @@ export class LatentAttentionWithRope extends layers.Layer {
                         `expected ${showShape(shape)}`);
       }
     }
-    this.build([null, this.hiddenSize]);
+    if (!this.built) {
+      // Built here, a 16-bit weight whose words are given starts as them (no random or zero
+      // init: loading a bf16 checkpoint holds about 1× the weight bytes, not 2–3×).
+      this.initialWords = new Map();
+      for (const [name] of expected) {
+        const given = weights[name];
+        if (given instanceof PackedHalfTensor && given.dtype === this.storageDtype(name)) {
+          this.initialWords.set(name, given.words);
+        }
+      }
+    }
+    try {
+      this.build([null, this.hiddenSize]);
+    } finally {
+      this.initialWords = null;
+    }
     for (const [name] of expected) {
       const dtype = this.storageDtype(name);
       const given = weights[name];
       if (given instanceof PackedHalfTensor && given.dtype === dtype) {
-        this.weightVars.get(name)!.write(given.words);  // the same bits: shared, never touched
+        const variable = this.weightVars.get(name)!;
+        // The same bits: shared, never touched (already so when build started from them).
+        if (variable.read().dataId !== given.words.dataId) variable.write(given.words);
         continue;
       }
       const value = tf.tidy(() => {
