@@ -242,6 +242,7 @@ function caseList() {
     base,
     dtypeVariant(base, {cacheDtype: 'bfloat16'}),
     dtypeVariant(base, {cacheDtype: 'float16'}),
+    dtypeVariant(base, {cacheDtype: 'float8_e4m3fn'}),
     // Weight dtypes, one line each once the layer takes them, e.g.:
     // dtypeVariant(base, {dtype: 'bfloat16', cacheDtype: 'bfloat16'}),
   ];
@@ -280,7 +281,7 @@ async function setupCase(c, cfg, ctx) {
   const layer = ctx.layerFor(c.dtype ?? 'float32');
   const kvParams = ctx.kvParamsFor(c.cacheDtype ?? 'float32');
   const cacheDtype = kvParams.dtype;
-  const cacheBytes = model.BYTES_PER_VALUE[cacheDtype] ?? 4;
+  const cacheBytes = model.cacheBytesPerValue(kvParams);
   const weightBytes = model.BYTES_PER_VALUE[c.dtype ?? 'float32'] ?? 4;
   // The kernels' cache attribute: only when not float32 (as the layer passes it).
   const cacheAttrs = cacheDtype === 'float32' ? {} : {cacheDtype};
@@ -381,7 +382,8 @@ async function setupCase(c, cfg, ctx) {
     const q = rnd([T, H, N + R]);
     const kvBuffer = rnd([T, H, N + V]);
     const kv = rnd([T, D]);
-    const prefillAttrs = {scale: layer.scale, qkNopeHeadDim: N, ...cacheAttrs};
+    const prefillAttrs = {scale: layer.scale, qkNopeHeadDim: N, ...cacheAttrs,
+                          ...(cacheDtype === 'float8_e4m3fn' ? {kvLoraRank: L} : {})};
     setup.kernels.push({name: 'MLAPrefill', main: true, work: work.mlaPrefillWork(cfg, T, cacheBytes),
                         fn: () => mlaPrefill(q, kvBuffer, storage, lookup, tokenInfo, chunkInfo, prefillAttrs)});
     setup.kernels.push({name: 'FusedRope', work: work.fusedRopeWork(cfg, T, cacheBytes),
@@ -422,8 +424,11 @@ function caseProbes(mainWork, globalProbes, syncLatency) {
   };
 }
 
-/** A storage-dtype case's output against its float32 case: max|Δy| / max|y| at most this. */
-const DTYPE_OUTPUT_BOUND = 2e-2;
+/**
+ * A storage-dtype case's output against its float32 case: max|Δy| / max|y| at most this (fp8
+ * cache: issue 11's 5e-2; measured ≈ 2.6e-2).
+ */
+const dtypeOutputBound = (c) => c.cacheDtype === 'float8_e4m3fn' ? 5e-2 : 2e-2;
 
 async function measureCase(c, cfg, ctx) {
   const dtype = c.dtype ?? 'float32';
@@ -549,11 +554,10 @@ async function measureCase(c, cfg, ctx) {
         // (f16) (issue 11); far more means the case did not compute what its base did.
         const {maxDiff, maxRef} = maxAbsDiff(output, base.output);
         const relative = maxDiff / Math.max(maxRef, 1e-30);
-        result.outputVsFloat32 = {maxAbsDiff: maxDiff, maxAbsRef: maxRef, relative, bound: DTYPE_OUTPUT_BOUND,
-                                  ok: relative <= DTYPE_OUTPUT_BOUND};
-        if (!(relative <= DTYPE_OUTPUT_BOUND)) {
-          result.errors.push(`output vs the float32 case: max|Δy|/max|y| ${relative.toExponential(2)} > ` +
-                             `${DTYPE_OUTPUT_BOUND}`);
+        const bound = dtypeOutputBound(c);
+        result.outputVsFloat32 = {maxAbsDiff: maxDiff, maxAbsRef: maxRef, relative, bound, ok: relative <= bound};
+        if (!(relative <= bound)) {
+          result.errors.push(`output vs the float32 case: max|Δy|/max|y| ${relative.toExponential(2)} > ${bound}`);
         }
       }
     }
@@ -755,6 +759,10 @@ function evaluateTargets(cases, overhead) {
     if (['bfloat16', 'float16'].includes(r.cacheDtype) && r.kind === 'decode' && base) {
       targets.push({what: `${r.id}: cache bytes per token and layer ≤ 0.5× float32 (${base.cacheBytesPerToken} B)`,
                     value: `${r.cacheBytesPerToken} B`, ok: r.cacheBytesPerToken * 2 <= base.cacheBytesPerToken});
+    }
+    if (r.cacheDtype === 'float8_e4m3fn' && r.kind === 'decode' && !options.tiny) {
+      targets.push({what: `${r.id}: cache bytes per token and layer ≤ 704 (V2-Lite; FlashMLA's 656)`,
+                    value: `${r.cacheBytesPerToken} B`, ok: r.cacheBytesPerToken <= 704});
     }
     if (r.kind === 'decode' && r.contextOrTokens === 2048) {
       targets.push({what: `${r.id}: layer ≤ 1.25× the float32 decode step (same run)`,

@@ -2,6 +2,7 @@
 // dense context.
 import * as tf from '@tensorflow/tfjs-core';
 import {DeepseekYarnRotaryEmbedding, KVCacheParams, LatentAttentionWithRope, PagedKVCache, packHalf} from '../../dist/index.js';
+import {encodeFp8Row} from '../../dist/precision/fp8.js';
 import {V2_LITE as V2_LITE_SIZES} from '../../demos/common/helpers.mjs';
 import {hashFillProgram, hashFillUniforms, run, scatterRowsInPlace} from './webgpu_programs.mjs';
 
@@ -35,10 +36,33 @@ export const TINY = {
 export const rowWidth = (cfg) => cfg.kvLoraRank + cfg.qkRopeHeadDim;
 
 /** Short names of the storage dtypes, for case ids (`decode-2048-b1-bf16`). */
-export const DTYPE_SHORT = Object.freeze({float32: 'f32', bfloat16: 'bf16', float16: 'f16'});
+export const DTYPE_SHORT = Object.freeze({float32: 'f32', bfloat16: 'bf16', float16: 'f16', float8_e4m3fn: 'fp8'});
 
-/** Bytes of one stored value (16-bit dtypes are packed two per 32-bit word). */
+/** Bytes of one stored weight value (16-bit dtypes are packed two per 32-bit word). */
 export const BYTES_PER_VALUE = Object.freeze({float32: 4, bfloat16: 2, float16: 2});
+
+/** Bytes per cache value: the row's stored bytes over its values (fp8: 656 / 576 at V2-Lite). */
+export const cacheBytesPerValue = (kvParams) =>
+  (kvParams.bytesPerToken ?? 4 * kvParams.rowWidth) / kvParams.rowWidth;
+
+/**
+ * Rows [n, D] of float32 values → the words a cache of `dtype` stores for them, [n, W]
+ * (int32): 16-bit values rounded to nearest-even and packed two a word (packHalf), or fp8
+ * rows in FlashMLA's layout (encodeFp8Row: e4m3 codes with a scale per 128 values, k_pe
+ * bf16), both the package's own encoders.
+ */
+function encodeRows(values, D, dtype, kvParams) {
+  if (dtype === 'bfloat16' || dtype === 'float16') return {words: packHalf(values, dtype), W: D / 2};
+  if (dtype === 'float8_e4m3fn') {
+    const layout = kvParams.fp8Layout;
+    const W = kvParams.storedRowWidth;
+    const n = values.length / D;
+    const words = new Int32Array(n * W);
+    for (let r = 0; r < n; r++) encodeFp8Row(values.subarray(r * D, (r + 1) * D), layout, words, r * W);
+    return {words, W};
+  }
+  throw new Error(`fillPagedCache: no encoder here for a ${dtype} cache`);
+}
 
 /** A float32 tensor of `shape`, uniform with variance `scale²`, deterministic in `seed`. */
 export function randomTensor(shape, seed, scale = 1) {
@@ -85,10 +109,14 @@ export function makeRope(cfg, maxSeqLen) {
   });
 }
 
-/** The cache's params; `dtype` how it stores its rows (float32, bfloat16, float16). */
+/**
+ * The cache's params; `dtype` how it stores its rows (float32, bfloat16, float16,
+ * float8_e4m3fn: that layout needs the rope width).
+ */
 export function makeKvParams(cfg, numLayers = 1, dtype = 'float32') {
   return new KVCacheParams({headDim: rowWidth(cfg), pageSize: cfg.pageSize, numLayers,
-                            ...(dtype === 'float32' ? {} : {dtype})});
+                            ...(dtype === 'float32' ? {} : {dtype}),
+                            ...(dtype === 'float8_e4m3fn' ? {qkRopeHeadDim: cfg.qkRopeHeadDim} : {})});
 }
 
 /**
@@ -127,11 +155,9 @@ export async function fillPagedCache(collection, dense, layerIdx = 0) {
   for (let b = 0; b < B; b++) {
     for (let k = 0; k < S0; k++) index[collection.slotOf(b, k)] = b * S0 + k;
   }
-  const half = collection.params?.dtype === 'bfloat16' || collection.params?.dtype === 'float16' ?
-      collection.params.dtype : null;
-  if (half !== null) {
-    const words = packHalf(await dense.data(), half);   // rows of D values → rows of D / 2 words
-    const W = D / 2;
+  const dtype = collection.params?.dtype ?? 'float32';
+  if (dtype !== 'float32') {
+    const {words, W} = encodeRows(await dense.data(), D, dtype, collection.params);
     if (tf.getBackend() === 'webgpu') {
       const indexTensor = tf.tensor1d(index, 'int32');
       const flat = tf.tensor1d(words, 'int32');

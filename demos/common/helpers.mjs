@@ -103,11 +103,15 @@ export function missingKernels(kernels, backend = 'webgpu') {
 /** Storage dtypes of the layer's weights (`dtype`) and of the latent cache (`cacheDtype`). */
 export const DTYPES = Object.freeze(['float32', 'bfloat16', 'float16']);
 
-/** Bytes of one value stored in `dtype` (16-bit values are packed two per 32-bit word). */
-export const BYTES_PER_VALUE = Object.freeze({float32: 4, bfloat16: 2, float16: 2});
+/**
+ * Bytes of one value stored in `dtype` (16-bit values are packed two per 32-bit word; fp8: the
+ * one-byte codes alone, without the cache's per-block scales).
+ */
+export const BYTES_PER_VALUE = Object.freeze({float32: 4, bfloat16: 2, float16: 2, float8_e4m3fn: 1});
 
 const DTYPE_ALIASES = Object.freeze({f32: 'float32', fp32: 'float32', bf16: 'bfloat16', f16: 'float16',
-                                     fp16: 'float16', half: 'float16'});
+                                     fp16: 'float16', half: 'float16', fp8: 'float8_e4m3fn',
+                                     f8: 'float8_e4m3fn', e4m3: 'float8_e4m3fn'});
 
 /**
  * The dtype a name means: a full name ('bfloat16') or a short one ('bf16', 'f16', 'fp16',
@@ -150,7 +154,8 @@ export function layerArgs(mla, spec, maxSeqLen) {
   if (spec.hfConfig) {
     const {args} = mla.fromHFConfig(spec.hfConfig, {maxSeqLen, pageSize: spec.pageSize});
     const kvParams = cacheDtype === 'float32' ? args.kvParams : new mla.KVCacheParams({
-      headDim: args.kvParams.headDim, pageSize: args.kvParams.pageSize, dtype: cacheDtype});
+      headDim: args.kvParams.headDim, pageSize: args.kvParams.pageSize, dtype: cacheDtype,
+      ...(cacheDtype === 'float8_e4m3fn' ? {qkRopeHeadDim: args.qkRopeHeadDim} : {})});
     return {...args, kvParams, ...dtypes};
   }
   const rope = new mla.DeepseekYarnRotaryEmbedding({
@@ -159,7 +164,9 @@ export function layerArgs(mla, spec, maxSeqLen) {
   return {
     rope, numAttentionHeads: spec.heads, numKeyValueHeads: spec.heads, hiddenSize: spec.hidden,
     kvParams: new mla.KVCacheParams({headDim: spec.kvLoraRank + spec.qkRopeHeadDim, pageSize: spec.pageSize,
-                                     ...(cacheDtype === 'float32' ? {} : {dtype: cacheDtype})}),
+                                     ...(cacheDtype === 'float32' ? {} : {dtype: cacheDtype}),
+                                     // the fp8 row layout needs the rope width
+                                     ...(cacheDtype === 'float8_e4m3fn' ? {qkRopeHeadDim: spec.qkRopeHeadDim} : {})}),
     ...dtypes,
     ...(spec.qLoraRank ? {qLoraRank: spec.qLoraRank} : {}),
     kvLoraRank: spec.kvLoraRank, qkNopeHeadDim: spec.qkNopeHeadDim,

@@ -63,7 +63,9 @@ options:
   --page-size N             tokens per cache page (default 64)
   --cache-dtype D           how the latent cache stores its rows: float32 (default), bfloat16
                             or float16 (16-bit values packed two per 32-bit word: half the
-                            bytes per token); short names bf16, f16 work too
+                            bytes per token), float8_e4m3fn (FlashMLA's FP8 layout: e4m3 c_kv
+                            with a scale per 128 values, bf16 k_pe); short names bf16, f16, fp8
+                            (the standard-cache comparison counts 1 byte a value for fp8)
   --dtype D                 the layer's weight dtype (also its normDtype and oProjDtype):
                             float32 (default), bfloat16 or float16; a dtype the layer does not
                             take ends the demo with its Error (exit 1)
@@ -470,7 +472,7 @@ async function main() {
                       ` (${(weightBytes / (4 * nParams)).toFixed(2)}×)`],
     ['layer at the end (+ derived)', `${fmtBytes(layerBytes)}  (weights and the absorbed W_UK/W_UV it made)`],
     ['cache bytes per token and layer', `${mlaTokenBytes.toLocaleString('en-US')} B  = ${mlaFloats} values × ` +
-                                        `${mlaTokenBytes / mlaFloats} B (${cacheDtype}); float32: ${(4 * mlaFloats).toLocaleString('en-US')} B` +
+                                        `${+(mlaTokenBytes / mlaFloats).toFixed(3)} B (${cacheDtype}); float32: ${(4 * mlaFloats).toLocaleString('en-US')} B` +
                                         ` (${(mlaTokenBytes / (4 * mlaFloats)).toFixed(2)}×)`],
     ['  standard MHA per token/layer', `${mhaTokenBytes.toLocaleString('en-US')} B  = (${H}·(${N}+${R}) + ${H}·${V}) values × ` +
                                        `${BYTES_PER_VALUE[cacheDtype] ?? 4} B (${cacheDtype})`],

@@ -310,7 +310,7 @@ async function main(): Promise<void> {
   const cacheDtype = model.kvParams.dtype;
   const tokenBytes = cacheBytesPerToken(model.kvParams);
   const mhaTokenBytes = mhaBytesPerToken(spec, cacheDtype);
-  setCell('bytes-per-token', `${fmtInt(tokenBytes)} B = ${mlaFloats} values × ${tokenBytes / mlaFloats} B ` +
+  setCell('bytes-per-token', `${fmtInt(tokenBytes)} B = ${mlaFloats} values × ${+(tokenBytes / mlaFloats).toFixed(3)} B ` +
           `(${cacheDtype}; float32: ${fmtInt(4 * mlaFloats)} B); standard multi-head: ${fmtInt(mhaTokenBytes)} B ` +
           `= ${fmtInt(mhaFloats)} values × ${BYTES_PER_VALUE[cacheDtype as keyof typeof BYTES_PER_VALUE] ?? 4} B`,
           tokenBytes);
