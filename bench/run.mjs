@@ -243,8 +243,9 @@ function caseList() {
     dtypeVariant(base, {cacheDtype: 'bfloat16'}),
     dtypeVariant(base, {cacheDtype: 'float16'}),
     dtypeVariant(base, {cacheDtype: 'float8_e4m3fn'}),
-    // Weight dtypes, one line each once the layer takes them, e.g.:
-    // dtypeVariant(base, {dtype: 'bfloat16', cacheDtype: 'bfloat16'}),
+    // 16-bit weights (and cache): the target is bf16 + bf16 at ≤ 1.25× the float32 step.
+    dtypeVariant(base, {dtype: 'bfloat16', cacheDtype: 'bfloat16'}),
+    dtypeVariant(base, {dtype: 'float16', cacheDtype: 'float16'}),
   ];
   let cases;
   if (options.tiny) {
