@@ -94,12 +94,22 @@ class Reader {
  * | `hidden_size`, `num_attention_heads`, `num_key_value_heads` (default: heads) | hiddenSize, numAttentionHeads, numKeyValueHeads |
  * | `q_lora_rank` (null / 0 / missing: no q-LoRA) | qLoraRank |
  * | `kv_lora_rank`, `qk_nope_head_dim`, `qk_rope_head_dim`, `v_head_dim` | kvLoraRank, … |
- * | `rope_theta` (10000), `max_position_embeddings`, `rope_interleave` (true) | the rope |
- * | `rope_scaling`: null → RotaryEmbedding; `{type or rope_type: 'yarn' or 'deepseek_yarn', factor, original_max_position_embeddings, beta_fast (32), beta_slow (1), mscale (1), mscale_all_dim (0)}` → DeepseekYarnRotaryEmbedding; `'default'` → RotaryEmbedding | |
- * | `rms_norm_eps` (1e-6) | rmsNormEps |
+ * | `rope_theta`, `max_position_embeddings`, `rope_interleave` (true) | the rope |
+ * | `rope_scaling`: null → RotaryEmbedding; `{type or rope_type: 'yarn' or 'deepseek_yarn', factor, original_max_position_embeddings, beta_fast (32), beta_slow (1), mscale, mscale_all_dim, attention_factor}` → DeepseekYarnRotaryEmbedding; `'default'` → RotaryEmbedding | |
+ * | `rope_parameters` (HF's newer form: `{rope_theta, rope_type, factor, …}` in one object), read when present instead of `rope_theta` / `rope_scaling` | the rope |
  *
- * As in MAX, the softmax scale is (N+R)^−0.5 · g(factor, mscale)² and the cos/sin
- * multiplier g(factor, mscale)/g(factor, mscale_all_dim), with mscale_all_dim as given.
+ * The layer computes what HF transformers' DeepseekV3Attention computes for the config, also
+ * where HF's conventions differ from MAX's: with g(s, m) = 0.1·m·ln(s) + 1 (1 for s ≤ 1),
+ * - the softmax scale is (N+R)^−0.5 · g(factor, mscale_all_dim)² when mscale_all_dim is set and
+ *   non-zero, else (N+R)^−0.5 (MAX uses mscale; every official config has the two equal);
+ * - the cos/sin multiplier is `attention_factor` when given, else g(factor, mscale) /
+ *   g(factor, mscale_all_dim) when both are set and non-zero, else g(factor, 1);
+ * - q_a_layernorm and kv_a_layernorm use eps 1e-6 (HF's default for them; `rms_norm_eps` is the
+ *   decoder's own norms').
+ * The rope is built with scaling params that give that multiplier (mscale_all_dim 0 and the
+ * matching mscale) and `args.scale` carries the softmax scale, so a layer made from these args
+ * (or its getConfig) computes HF's attention. No `rope_theta` (top level or in
+ * rope_parameters) is an Error: HF's default differs between model types.
  * A missing required field or a wrong type is an Error naming the field.
  *
  * ```ts
@@ -125,9 +135,16 @@ export function fromHFConfig(config: object, options: FromHFConfigOptions = {}):
     throw new Error(`fromHFConfig: config.qk_rope_head_dim: expected an even number, got ${qkRopeHeadDim}`);
   }
   const vHeadDim = c.integer('v_head_dim', 1);
-  const theta = c.number('rope_theta', 1, true, 10000);
+  const ropeParameters = config.rope_parameters;
+  if (ropeParameters !== undefined && ropeParameters !== null && !isObject(ropeParameters)) {
+    throw new Error(`fromHFConfig: config.rope_parameters: expected null or an object, got ${show(ropeParameters)}`);
+  }
+  const theta = isObject(ropeParameters) && ropeParameters.rope_theta !== undefined ?
+      new Reader(ropeParameters, 'config.rope_parameters.').number('rope_theta', 1, true) :
+      c.number('rope_theta', 1, true);
   const maxPositionEmbeddings = c.integer('max_position_embeddings', 1);
-  const rmsNormEps = c.number('rms_norm_eps', 0, true, 1e-6);
+  // Checked as before, but not used: the attention's norms take HF's eps 1e-6.
+  c.number('rms_norm_eps', 0, true, 1e-6);
   const interleaved = c.boolean('rope_interleave', true);
   if (c.boolean('attention_bias', false)) {
     throw new Error('fromHFConfig: config.attention_bias is true, but LatentAttentionWithRope has ' +
@@ -140,7 +157,12 @@ export function fromHFConfig(config: object, options: FromHFConfigOptions = {}):
     throw new Error(`fromHFConfig options.maxSeqLen: expected an integer ≥ 1, got ${show(maxSeqLen)}`);
   }
   const common = {dim: qkRopeHeadDim, nHeads: numAttentionHeads, theta, maxSeqLen, interleaved};
-  const rope = makeRope(config.rope_scaling, common);
+  const {rope, softmaxMultiplier} = makeRope(
+      isObject(ropeParameters) ? ropeParameters : config.rope_scaling,
+      isObject(ropeParameters) ? 'config.rope_parameters' : 'config.rope_scaling', common);
+  // HF's softmax scale; the layer's λ = rope.computeScale(scale).
+  const hfScale = softmaxMultiplier / Math.sqrt(qkNopeHeadDim + qkRopeHeadDim);
+  const scale = hfScale / rope.computeScale(1);
 
   const headDim = kvLoraRank + qkRopeHeadDim;
   let kvParams: KVCacheParams;
@@ -161,37 +183,66 @@ export function fromHFConfig(config: object, options: FromHFConfigOptions = {}):
     rope,
     args: {
       rope, numAttentionHeads, numKeyValueHeads, hiddenSize, kvParams, qLoraRank, kvLoraRank,
-      qkNopeHeadDim, qkRopeHeadDim, vHeadDim, rmsNormEps,
+      qkNopeHeadDim, qkRopeHeadDim, vHeadDim, rmsNormEps: HF_ATTENTION_NORM_EPS, scale,
     },
   };
 }
 
-function makeRope(scaling: unknown,
+/** The eps of HF's q_a_layernorm / kv_a_layernorm (DeepseekV3RMSNorm's default). */
+export const HF_ATTENTION_NORM_EPS = 1e-6;
+
+/** HF's yarn_get_mscale: g(s, m) = 0.1·m·ln(s) + 1, 1 for s ≤ 1. */
+function yarnMscale(scale: number, m: number): number {
+  return scale <= 1 ? 1 : 0.1 * m * Math.log(scale) + 1;
+}
+
+/**
+ * The rope of `scaling` (rope_scaling or rope_parameters) with HF's cos/sin multiplier, and HF's
+ * softmax multiplier g(factor, mscale_all_dim)² (1 without YaRN or mscale_all_dim).
+ */
+function makeRope(scaling: unknown, where: string,
                   common: {dim: number, nHeads: number, theta: number, maxSeqLen: number,
-                           interleaved: boolean}): RotaryEmbedding {
-  if (scaling === undefined || scaling === null) return new RotaryEmbedding(common);
+                           interleaved: boolean}): {rope: RotaryEmbedding, softmaxMultiplier: number} {
+  const plain = {rope: new RotaryEmbedding(common), softmaxMultiplier: 1};
+  if (scaling === undefined || scaling === null) return plain;
   if (!isObject(scaling)) {
-    throw new Error(`fromHFConfig: config.rope_scaling: expected null or an object, got ${show(scaling)}`);
+    throw new Error(`fromHFConfig: ${where}: expected null or an object, got ${show(scaling)}`);
   }
   const typeField = scaling.type !== undefined ? 'type' : 'rope_type';
   const type = scaling[typeField];
   const supported = SUPPORTED_ROPE_SCALING_TYPES.map((t) => `'${t}'`).join(', ');
   if (typeof type !== 'string') {
-    throw new Error(`fromHFConfig: config.rope_scaling.type (or rope_type): expected one of ` +
+    throw new Error(`fromHFConfig: ${where}.type (or rope_type): expected one of ` +
                     `${supported}, got ${show(type)}`);
   }
-  if (type === 'default') return new RotaryEmbedding(common);
+  if (type === 'default') return plain;
   if (type !== 'yarn' && type !== 'deepseek_yarn') {
-    throw new Error(`fromHFConfig: config.rope_scaling.${typeField} '${type}' is not supported ` +
+    throw new Error(`fromHFConfig: ${where}.${typeField} '${type}' is not supported ` +
                     `(supported: ${supported}, or rope_scaling null for plain RoPE)`);
   }
-  const s = new Reader(scaling, 'config.rope_scaling.');
-  return new DeepseekYarnRotaryEmbedding({...common, scalingParams: {
-    scalingFactor: s.number('factor', 0, true),
+  const s = new Reader(scaling, `${where}.`);
+  const factor = s.number('factor', 0, true);
+  const mscale = s.number('mscale', 0, false, 0);
+  const mscaleAllDim = s.number('mscale_all_dim', 0, false, 0);
+  const attentionFactor = scaling.attention_factor === undefined || scaling.attention_factor === null ?
+      (mscale !== 0 && mscaleAllDim !== 0 ? yarnMscale(factor, mscale) / yarnMscale(factor, mscaleAllDim) :
+                                            yarnMscale(factor, 1)) :
+      s.number('attention_factor', 0, true);
+  // The rope's magnitude is g(factor, mscale) / g(factor, mscaleAllDim): mscaleAllDim 0 and
+  // the mscale whose g is the multiplier (any multiplier when factor > 1).
+  if (factor <= 1 && attentionFactor !== 1) {
+    throw new Error(`fromHFConfig: ${where}.attention_factor ${attentionFactor} with factor ${factor} ≤ 1 ` +
+                    `is not supported (YaRN's multiplier is 1 there)`);
+  }
+  const ropeMscale = factor <= 1 ? 1 : (attentionFactor - 1) / (0.1 * Math.log(factor));
+  const rope = new DeepseekYarnRotaryEmbedding({...common, scalingParams: {
+    scalingFactor: factor,
     originalMaxPositionEmbeddings: s.integer('original_max_position_embeddings', 1),
     betaFast: s.number('beta_fast', 0, true, 32),
     betaSlow: s.number('beta_slow', 0, true, 1),
-    mscale: s.number('mscale', 0, false, 1),
-    mscaleAllDim: s.number('mscale_all_dim', 0, false, 0),
+    mscale: ropeMscale,
+    mscaleAllDim: 0,
   }});
+  const softmaxMultiplier = mscaleAllDim !== 0 ? yarnMscale(factor, mscaleAllDim) ** 2 : 1;
+  return {rope, softmaxMultiplier};
 }

@@ -56,9 +56,11 @@ describe('fromHFConfig', () => {
     const {rope, args} = fromHFConfig(v2LiteConfig());
     expect(rope).toBeInstanceOf(DeepseekYarnRotaryEmbedding);
     expect(args.rope).toBe(rope);
+    // HF's cos/sin multiplier g(40, 0.707) / g(40, 0.707) = 1, carried as mscale 0, mscaleAllDim 0.
     expect((rope as DeepseekYarnRotaryEmbedding).scalingParams).toEqual({
-      scalingFactor: 40, originalMaxPositionEmbeddings: 4096, betaFast: 32, betaSlow: 1, mscale: 0.707,
-      mscaleAllDim: 0.707});
+      scalingFactor: 40, originalMaxPositionEmbeddings: 4096, betaFast: 32, betaSlow: 1, mscale: 0,
+      mscaleAllDim: 0});
+    expect(rope.magnitude()).toBe(1);
     expect([rope.dim, rope.nHeads, rope.theta, rope.maxSeqLen, rope.interleaved]).toEqual([64, 16, 10000, 163840, true]);
     expect(args).toEqual(jasmine.objectContaining({
       numAttentionHeads: 16, numKeyValueHeads: 16, hiddenSize: 2048, qLoraRank: null, kvLoraRank: 512,
@@ -88,19 +90,57 @@ describe('fromHFConfig', () => {
     const scaling = base.rope_scaling as Record<string, unknown>;
     const {rope} = fromHFConfig({...base, rope_scaling: {rope_type: 'deepseek_yarn', factor: 40,
                                                          original_max_position_embeddings: 4096}});
-    expect((rope as DeepseekYarnRotaryEmbedding).scalingParams).toEqual({
-      scalingFactor: 40, originalMaxPositionEmbeddings: 4096, betaFast: 32, betaSlow: 1, mscale: 1,
-      mscaleAllDim: 0});
+    // No mscale keys: HF's multiplier g(40, 1) (mscale 1 here) and the plain softmax scale.
+    const params = (rope as DeepseekYarnRotaryEmbedding).scalingParams;
+    expect(params.mscale).toBeCloseTo(1, 12);
+    expect(params.mscaleAllDim).toBe(0);
+    expect(rope.magnitude()).toBeCloseTo(0.1 * Math.log(40) + 1, 12);
     expect(fromHFConfig({...base, rope_scaling: {...scaling, type: undefined, rope_type: 'yarn'}}).rope)
         .toBeInstanceOf(DeepseekYarnRotaryEmbedding);
     expect(fromHFConfig({...base, q_lora_rank: 0}).args.qLoraRank).toBeNull();
     expect(fromHFConfig(without(base, 'q_lora_rank')).args.qLoraRank).toBeNull();
-    const defaults = fromHFConfig(without(without(without(base, 'num_key_value_heads'), 'rope_theta'), 'rms_norm_eps'));
+    const defaults = fromHFConfig(without(without(base, 'num_key_value_heads'), 'rms_norm_eps'));
     expect(defaults.args.numKeyValueHeads).toBe(16);
-    expect(defaults.rope.theta).toBe(10000);
     expect(defaults.args.rmsNormEps).toBe(1e-6);
-    expect(fromHFConfig({...base, rms_norm_eps: 1e-5}).args.rmsNormEps).toBe(1e-5);
+    // HF's q_a/kv_a norms use eps 1e-6 whatever rms_norm_eps (the decoder's norms') says.
+    expect(fromHFConfig({...base, rms_norm_eps: 1e-5}).args.rmsNormEps).toBe(1e-6);
+    // No rope_theta anywhere is an Error, not a silent 10000.
+    expect(() => fromHFConfig(without(base, 'rope_theta'))).toThrowError(/config\.rope_theta is missing/);
     expect(fromHFConfig(base, {maxSeqLen: 4096}).rope.maxSeqLen).toBe(4096);
+  });
+
+  it('follows HF where its conventions differ from MAX\'s: mscale_all_dim, attention_factor, rope_parameters', () => {
+    const base = v2LiteConfig();
+    const scaling = base.rope_scaling as Record<string, unknown>;
+    const g = (s: number, m: number) => 0.1 * m * Math.log(s) + 1;
+    const baseScale = 1 / Math.sqrt(192);
+    const check = (rope_scaling: Record<string, unknown>, softmax: number, multiplier: number) => {
+      const {rope, args} = fromHFConfig({...base, rope_scaling});
+      const layer = new LatentAttentionWithRope(args);
+      expect(layer.scale / softmax).withContext(`softmax scale of ${JSON.stringify(rope_scaling)}`).toBeCloseTo(1, 12);
+      expect(rope.magnitude() / multiplier).withContext(`cos/sin multiplier of ${JSON.stringify(rope_scaling)}`)
+          .toBeCloseTo(1, 12);
+      layer.dispose();
+    };
+    // mscale ≠ mscale_all_dim: softmax from mscale_all_dim (MAX would use mscale), cos/sin the ratio.
+    check({...scaling, mscale: 1.0, mscale_all_dim: 0.5}, baseScale * g(40, 0.5) ** 2, g(40, 1) / g(40, 0.5));
+    // Without mscale keys: plain softmax scale (MAX: g(40, 1)²), cos/sin g(40, 1).
+    check(without(without(scaling, 'mscale'), 'mscale_all_dim'), baseScale, g(40, 1));
+    // mscale_all_dim only: softmax g(40, msad)², cos/sin g(40, 1) (HF needs both for the ratio).
+    check({...without(scaling, 'mscale'), mscale_all_dim: 0.707}, baseScale * g(40, 0.707) ** 2, g(40, 1));
+    // attention_factor is honoured as the cos/sin multiplier.
+    check({...scaling, attention_factor: 1.25}, baseScale * g(40, 0.707) ** 2, 1.25);
+    // rope_parameters (HF's newer form) hold θ and the scaling together.
+    const {rope} = fromHFConfig({...without(without(base, 'rope_theta'), 'rope_scaling'),
+                                 rope_parameters: {rope_theta: 1.6e6, rope_type: 'default'}});
+    expect(rope.theta).toBe(1.6e6);
+    expect(rope).not.toBeInstanceOf(DeepseekYarnRotaryEmbedding);
+    const yarn = fromHFConfig({...without(base, 'rope_scaling'),
+                               rope_parameters: {...scaling, type: undefined, rope_type: 'yarn', rope_theta: 5e5}});
+    expect(yarn.rope).toBeInstanceOf(DeepseekYarnRotaryEmbedding);
+    expect(yarn.rope.theta).toBe(5e5);
+    expect(() => fromHFConfig({...base, rope_parameters: 'yarn'}))
+        .toThrowError(/config\.rope_parameters: expected null or an object/);
   });
 
   it('rope_scaling null: plain RotaryEmbedding, rope_interleave honoured', () => {
@@ -190,8 +230,9 @@ describe('fromHFConfig golden configs [cpu]', () => {
       const {rope, args} = fromHFConfig(hfConfigOf(golden.config), {pageSize: 16});
       const reference = ropeOf(golden.config);
       expect(rope.constructor).toBe(reference.constructor);
-      expect(rope.getConfig()).toEqual(reference.getConfig());
-      expectClose(rope.freqsCisValues(), reference.freqsCisValues(), 0, 'freqsCis');
+      // The golden configs have mscale = mscale_all_dim, where HF's and MAX's conventions agree:
+      // the same table (the scaling params differ in form: HF's multiplier as mscale, 0).
+      expectClose(rope.freqsCisValues(), reference.freqsCisValues(), 1e-7, 'freqsCis');
       const layer = new LatentAttentionWithRope(args);
       expect(layer.scale).toBeCloseTo(golden.softmaxScale, 12);
       const weights = weightsOf(golden);
