@@ -86,13 +86,6 @@ export function softwareAdapterThreads(): number {
   return typeof cores === 'number' && cores >= 1 ? Math.floor(cores) : 4;
 }
 
-/** A WGSL f32 literal of a JS number (always with a decimal point or exponent). */
-export function f32Literal(x: number): string {
-  if (!Number.isFinite(x)) throw new Error(`f32Literal: ${x} is not finite`);
-  const s = String(Math.fround(x));
-  return /[.e]/.test(s) ? s : `${s}.0`;
-}
-
 /**
  * After a program wrote into an existing tensor in place (`runWebGPUProgram(..., output)`),
  * drops the values the backend may have cached on the CPU by an earlier `data()`, so the next
