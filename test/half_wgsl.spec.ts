@@ -3,51 +3,22 @@ import type {WebGPUBackend, WebGPUProgram} from '@tensorflow/tfjs-backend-webgpu
 import {halfWGSL, halfWGSLKey} from '../src/kernels/webgpu/half_wgsl.js';
 import {flatLayout, mainHeader} from '../src/kernels/webgpu/webgpu_util.js';
 import {HALF_DTYPES, HalfDtype, halfBits, halfValue} from '../src/precision/half.js';
+import {mlaPackHalf, mlaUnpackHalf} from '../src/ops/mla_ops.js';
 import {expectNoNewTensors, useWebGPUFor} from './helpers/backends.js';
 
 /**
- * The WGSL of half_wgsl.ts against the cpu reference src/precision/half.ts, bit for bit: a
- * program that packs float32 pairs with packHalf2 and one that widens words with unpackHalf2
- * (or halfAt), over every 16-bit pattern, random float32 bit patterns (all exponents,
+ * The WGSL of half_wgsl.ts against the cpu reference src/precision/half.ts, bit for bit: the
+ * MLAPackHalf / MLAUnpackHalf programs (packHalf2 / unpackHalf2) and a program that widens each
+ * value with halfAt, over every 16-bit pattern, random float32 bit patterns (all exponents,
  * subnormals, NaN, ±Inf, ±0) and the rounding ties. (half.ts itself is checked against an
  * oracle in the Node lane: test/node/half.spec.ts.)
  */
 
-/** packHalf2(x[2i], x[2i + 1]) into word i. Input x: float32 [2n]; output int32 [n]. */
-class PackProgram implements WebGPUProgram {
-  variableNames = ['x'];
-  outputShape: number[];
-  shaderKey: string;
-  dispatchLayout: {x: number[]};
-  dispatch: [number, number, number];
-  workgroupSize: [number, number, number] = [64, 1, 1];
-  size = true;
-
-  constructor(private readonly dtype: HalfDtype, numWords: number) {
-    this.outputShape = [numWords];
-    this.dispatchLayout = flatLayout(1);
-    this.dispatch = [Math.ceil(numWords / this.workgroupSize[0]), 1, 1];
-    this.shaderKey = `halfPackTest_${halfWGSLKey(dtype)}`;
-  }
-
-  getUserCode(): string {
-    return `
-    ${halfWGSL(this.dtype)}
-
-    ${mainHeader('index')} {
-      if (index >= uniforms.size) {
-        return;
-      }
-      result[index] = packHalf2(x[2 * index], x[2 * index + 1]);
-    }`;
-  }
-}
-
 /**
- * Value j of words w (int32 [n]) into float32 [2n]: unpackHalf2 per word, or halfAt per value
- * (`viaHalfAt`).
+ * Value j of words w (int32 [n]) into float32 [2n] with halfAt per value. (packHalf2 and
+ * unpackHalf2 run through the package's own MLAPackHalf / MLAUnpackHalf programs.)
  */
-class UnpackProgram implements WebGPUProgram {
+class HalfAtProgram implements WebGPUProgram {
   variableNames = ['w'];
   outputShape: number[];
   shaderKey: string;
@@ -56,11 +27,11 @@ class UnpackProgram implements WebGPUProgram {
   workgroupSize: [number, number, number] = [64, 1, 1];
   size = true;
 
-  constructor(private readonly dtype: HalfDtype, numWords: number, private readonly viaHalfAt: boolean) {
+  constructor(private readonly dtype: HalfDtype, numWords: number) {
     this.outputShape = [2 * numWords];
     this.dispatchLayout = flatLayout(1);
     this.dispatch = [Math.ceil(2 * numWords / this.workgroupSize[0]), 1, 1];
-    this.shaderKey = `halfUnpackTest_${halfWGSLKey(dtype)}_${viaHalfAt ? 'at' : 'pair'}`;
+    this.shaderKey = `halfAtTest_${halfWGSLKey(dtype)}`;
   }
 
   getUserCode(): string {
@@ -71,27 +42,15 @@ class UnpackProgram implements WebGPUProgram {
       if (index >= uniforms.size) {
         return;
       }
-      ${this.viaHalfAt ? `
-      result[index] = halfAt(w[index / 2], (index & 1) == 1);` : `
-      // One invocation per value as well (size is 2n): the even ones write both.
-      if ((index & 1) == 0) {
-        let v = unpackHalf2(w[index / 2]);
-        result[index] = v.x;
-        result[index + 1] = v.y;
-      }`}
+      result[index] = halfAt(w[index / 2], (index & 1) == 1);
     }`;
   }
-}
-
-function runOnWebGPU(program: WebGPUProgram, input: tf.Tensor, dtype: 'int32'|'float32'): tf.Tensor {
-  const backend = tf.backend() as WebGPUBackend;
-  return tf.engine().makeTensorFromTensorInfo(backend.runWebGPUProgram(program, [input], dtype, []));
 }
 
 /** The packed words of float32 bit patterns (an even count) on webgpu. */
 async function packOnWebGPU(dtype: HalfDtype, floatBits: Uint32Array): Promise<Uint32Array> {
   const x = tf.tensor1d(new Float32Array(floatBits.buffer.slice(0)), 'float32');
-  const out = runOnWebGPU(new PackProgram(dtype, floatBits.length / 2), x, 'int32');
+  const out = mlaPackHalf(x, dtype);
   const words = await out.data() as Int32Array;
   tf.dispose([x, out]);
   return new Uint32Array(words.buffer, words.byteOffset, words.length).slice();
@@ -100,7 +59,10 @@ async function packOnWebGPU(dtype: HalfDtype, floatBits: Uint32Array): Promise<U
 /** The float32 bits of the values packed in `words` on webgpu. */
 async function unpackOnWebGPU(dtype: HalfDtype, words: Uint32Array, viaHalfAt: boolean): Promise<Uint32Array> {
   const w = tf.tensor1d(new Int32Array(words.buffer.slice(0)), 'int32');
-  const out = runOnWebGPU(new UnpackProgram(dtype, words.length, viaHalfAt), w, 'float32');
+  const backend = tf.backend() as WebGPUBackend;
+  const out = viaHalfAt ?
+      tf.engine().makeTensorFromTensorInfo(backend.runWebGPUProgram(new HalfAtProgram(dtype, words.length), [w], 'float32', [])) :
+      mlaUnpackHalf(w, dtype);
   const values = await out.data() as Float32Array;
   tf.dispose([w, out]);
   return new Uint32Array(values.buffer, values.byteOffset, values.length).slice();
