@@ -411,9 +411,10 @@ export class LatentAttentionWithRope extends layers.Layer {
     const collection = options.kvCollection;
     checkCollection(collection, this.kvLoraRank + this.qkRopeHeadDim);
     checkInteger('forward layerIdx', layerIdx, 0, collection.params.numLayers - 1);
+    // Positions and reserved pages first: the plan reads each token's slot off the page table.
+    checkPositions(collection, this.rope);
     const plan = collection.plan;
     checkOffsets(options.inputRowOffsets, plan, collection, x.shape[0]);
-    checkPositions(collection, this.rope);
     if (plan.numTokens === 0) return tf.zeros([0, this.hiddenSize]);
     const useDecodePath = this.graphMode === 'decode' ||
         (this.graphMode === 'auto' && plan.maxNewTokens <= MLA_DECODE_MAX_NEW_TOKENS);
