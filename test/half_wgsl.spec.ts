@@ -5,6 +5,7 @@ import {flatLayout, mainHeader} from '../src/kernels/webgpu/webgpu_util.js';
 import {HALF_DTYPES, HalfDtype, halfBits, halfValue} from '../src/precision/half.js';
 import {mlaPackHalf, mlaUnpackHalf} from '../src/ops/mla_ops.js';
 import {expectNoNewTensors, useWebGPUFor} from './helpers/backends.js';
+import {randomUint32} from './helpers/random.js';
 
 /**
  * The WGSL of half_wgsl.ts against the cpu reference src/precision/half.ts, bit for bit: the
@@ -112,18 +113,6 @@ function widenedBits(dtype: HalfDtype, h: number): number {
 
 function hex(bits: number, digits: number): string {
   return `0x${(bits >>> 0).toString(16).padStart(digits, '0')}`;
-}
-
-/** mulberry32: uniform uint32s from a seed. */
-function randomUint32(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return (t ^ (t >>> 14)) >>> 0;
-  };
 }
 
 /** Float32 bit patterns: random ones of every exponent, ones in the format's range, specials. */

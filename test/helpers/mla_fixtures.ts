@@ -4,6 +4,7 @@ import {expectClose, goldenTolerance} from './backends.js';
 import smallRagged from '../fixtures/small_ragged.json';
 import tinyPlain from '../fixtures/tiny_plain.json';
 import tinyYarnQlora from '../fixtures/tiny_yarn_qlora.json';
+import {randomUint32} from './random.js';
 
 export interface GoldenArray {
   shape: number[];
@@ -105,15 +106,8 @@ export function goldenLayer(golden: GoldenCase, rope: RotaryEmbedding, pageSize:
 
 /** Seeded uniform numbers in [−scale, scale) (mulberry32), so random cases repeat. */
 export function seededRandom(seed: number): (scale?: number) => number {
-  let state = seed >>> 0;
-  return (scale = 1) => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    const unit = ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-    return (2 * unit - 1) * scale;
-  };
+  const next = randomUint32(seed);
+  return (scale = 1) => (2 * (next() / 4294967296) - 1) * scale;
 }
 
 /** A random tensor of `shape` from `random`. */

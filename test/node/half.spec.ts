@@ -1,6 +1,7 @@
 import {bf16BitsToFloat, f16BitsToFloat, floatToBf16Bits, floatToF16Bits, HALF_DTYPES, HalfDtype, halfBits,
         halfValue, packedLength, packedValue, packHalf, roundToHalf, setPackedValue,
         unpackHalf} from '../../src/precision/half.js';
+import {randomUint32} from '../helpers/random.js';
 
 // src/precision/half.ts (the cpu reference of the 16-bit storage) against an oracle written
 // from the formats' definitions: widening by the formula sign · significand · 2^exponent, and
@@ -84,18 +85,6 @@ function fromBits32(bits: number): number {
 function bits32(x: number): number {
   f32[0] = x;
   return u32[0];
-}
-
-/** mulberry32: uniform uint32s from a seed. */
-function randomUint32(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return (t ^ (t >>> 14)) >>> 0;
-  };
 }
 
 /** Hex of 16 bits, for messages. */
