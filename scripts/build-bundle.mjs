@@ -56,11 +56,12 @@ for (const f of distFiles('.d.ts')) {
 writeFileSync(path.join(cjsDir, 'package.json'), JSON.stringify({type: 'commonjs'}, null, 2) + '\n');
 // tsc's ESM output loads optional Node-only packages (`webgpu`, node:fs) with import(): in
 // CommonJS they must stay import() (`webgpu` is ESM-only), and nothing but tfjs and the package's
-// own modules may be require()d at load time.
+// own modules and the tokenizer packages (`@huggingface/*`, with CommonJS builds) may be require()d
+// at load time.
 for (const f of modules) {
   const text = readFileSync(path.join(cjsDir, f), 'utf8');
   const bad = [...text.matchAll(/\brequire\("([^"]*)"\)/g)].map((m) => m[1])
-    .filter((s) => !s.startsWith('@tensorflow/') && !s.startsWith('.'));
+    .filter((s) => !s.startsWith('@tensorflow/') && !s.startsWith('@huggingface/') && !s.startsWith('.'));
   if (bad.length > 0) {
     console.error(`[build-bundle] dist/cjs/${f} require()s ${bad.join(', ')} at load time`);
     process.exit(1);

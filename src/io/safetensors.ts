@@ -15,6 +15,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import {floatToBf16Bits, floatToF16Bits, HalfDtype, halfValue} from '../precision/half.js';
 import {PackedHalfTensor} from '../precision/packed.js';
+import {importDynamic, isNode} from './runtime.js';
 
 /** What loadSafetensors reads from: the file's bytes, or a file path (Node only). */
 export type SafetensorsSource = ArrayBuffer|Uint8Array|string;
@@ -103,16 +104,6 @@ interface NodeFileHandle {
   read(buffer: Uint8Array, offset: number, length: number, position: number):
       Promise<{bytesRead: number}>;
   close(): Promise<void>;
-}
-
-/** Imports a module by a computed name, so bundlers leave Node's modules out of browser builds. */
-async function importDynamic(specifier: string): Promise<any> {  // eslint-disable-line
-  return import(/* webpackIgnore: true */ /* @vite-ignore */ specifier);
-}
-
-function isNode(): boolean {
-  const p = (globalThis as {process?: {versions?: {node?: string}}}).process;
-  return typeof p?.versions?.node === 'string';
 }
 
 async function fileSource(path: string): Promise<ByteSource> {
@@ -347,7 +338,7 @@ function halfTable(dtype: HalfDtype): Float32Array {
 }
 
 /** The float32 values of `count` elements of `dtype` in `bytes` (any alignment, a fresh array). */
-function decodeValues(bytes: Uint8Array, dtype: SupportedSafetensorsDtype, count: number): Float32Array {
+export function decodeSafetensorsValues(bytes: Uint8Array, dtype: SupportedSafetensorsDtype, count: number): Float32Array {
   const out = new Float32Array(count);
   if (dtype === 'F32') {
     if (LITTLE_ENDIAN) {
@@ -357,13 +348,14 @@ function decodeValues(bytes: Uint8Array, dtype: SupportedSafetensorsDtype, count
       for (let i = 0; i < count; i++) out[i] = view.getFloat32(4 * i, true);
     }
   } else {
-    const table = halfTable(HALF_OF[dtype]);
+    const table = halfTable(SAFETENSORS_HALF_DTYPES[dtype]);
     for (let i = 0; i < count; i++) out[i] = table[bytes[2 * i] | (bytes[2 * i + 1] << 8)];
   }
   return out;
 }
 
-const HALF_OF = {BF16: 'bfloat16', F16: 'float16'} as const;
+/** The 16-bit safetensors dtypes and the package's names for them. */
+export const SAFETENSORS_HALF_DTYPES = {BF16: 'bfloat16', F16: 'float16'} as const;
 
 /**
  * One selected tensor as loadSafetensors returns it: BF16/F16 with `keepHalf` and an even last
@@ -373,12 +365,13 @@ function decodeTensor(bytes: Uint8Array, entry: SafetensorsEntry, keepHalf: bool
   const dtype = entry.dtype as SupportedSafetensorsDtype;
   const {shape} = entry;
   if (keepHalf && dtype !== 'F32' && shape.length > 0 && shape[shape.length - 1] % 2 === 0) {
-    return PackedHalfTensor.fromLittleEndianBits(bytes, HALF_OF[dtype], shape);
+    return PackedHalfTensor.fromLittleEndianBits(bytes, SAFETENSORS_HALF_DTYPES[dtype], shape);
   }
-  return tf.tensor(decodeValues(bytes, dtype, shape.reduce((a, b) => a * b, 1)), shape, 'float32');
+  return tf.tensor(decodeSafetensorsValues(bytes, dtype, shape.reduce((a, b) => a * b, 1)), shape, 'float32');
 }
 
-function isSupported(dtype: string): dtype is SupportedSafetensorsDtype {
+/** Whether loadSafetensors decodes `dtype` (BF16, F16, F32). */
+export function isSupportedSafetensorsDtype(dtype: string): dtype is SupportedSafetensorsDtype {
   return (SUPPORTED_SAFETENSORS_DTYPES as readonly string[]).includes(dtype);
 }
 
@@ -444,7 +437,7 @@ export async function loadSafetensors(source: SafetensorsSource,
     const selected: Array<[string, SafetensorsEntry]> = [];
     for (const [name, entry] of header.tensors) {
       if (!name.startsWith(prefix)) continue;
-      if (!isSupported(entry.dtype)) {
+      if (!isSupportedSafetensorsDtype(entry.dtype)) {
         throw new Error(`loadSafetensors: ${what}: tensor '${name}' has dtype ${entry.dtype}; ` +
                         `supported: ${SUPPORTED_SAFETENSORS_DTYPES.join(', ')} (loaded as float32)`);
       }

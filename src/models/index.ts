@@ -1,0 +1,116 @@
+/**
+ * `tfjs-mla/models`: MLA language models from Hugging Face checkpoints — Youtu-LLM (`youtu`)
+ * and dense DeepSeek-V2/V3 (`deepseek_v2`, `deepseek_v3`) — on LatentAttentionWithRope with a
+ * paged latent cache, in Node and in browsers.
+ *
+ * ```ts
+ * import {loadCausalLM} from 'tfjs-mla/models';
+ * const lm = await loadCausalLM('https://huggingface.co/tencent/Youtu-LLM-2B/resolve/main/',
+ *                               {onProgress: (p) => console.log(p.loadedBytes / p.totalBytes)});
+ * const ids = lm.tokenizer!.applyChatTemplate([{role: 'user', content: 'Hi!'}]);
+ * const [reply] = await lm.generate([ids], {maxNewTokens: 64, onToken: (t) => console.log(t)});
+ * console.log(lm.tokenizer!.decode(reply, {skipSpecialTokens: true}));
+ * lm.dispose();
+ * ```
+ */
+import '../register.js';
+import {CausalLM, causalLMWeightShapes, ModelWeight} from './causal_lm.js';
+import {LoadStats, openCheckpointFolder, readCheckpointTensors} from './checkpoint.js';
+import {decodeSafetensorsValues, SAFETENSORS_HALF_DTYPES, SupportedSafetensorsDtype} from '../io/safetensors.js';
+import {packHalf} from '../precision/half.js';
+import {PackedHalfTensor, packedWordsShape, wordsFromLittleEndianBits} from '../precision/packed.js';
+import * as tf from '@tensorflow/tfjs-core';
+import {createTokenizer} from './tokenizer.js';
+import type {LoadCausalLMOptions} from './types.js';
+
+export {CausalLM, causalLMWeightShapes, DEFAULT_MAX_SEQ_LEN, DEFAULT_PAGE_SIZE} from './causal_lm.js';
+export type {CausalLMExtras, CausalLMOptions, ModelWeight} from './causal_lm.js';
+export {parseCausalLMConfig, SUPPORTED_MODEL_TYPES} from './config.js';
+export type {CausalLMConfig, CausalLMModelType} from './config.js';
+export type {LoadStats} from './checkpoint.js';
+export {RANGE_CHUNK_BYTES} from './checkpoint.js';
+export {createTokenizer} from './tokenizer.js';
+export * from './types.js';
+
+/** The loaded model, with what its loading read. */
+export type LoadedCausalLM = CausalLM&{readonly loadStats: LoadStats};
+
+function parseJson(text: string, file: string, where: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch (e) {
+    throw new Error(`loadCausalLM: ${where}${where.endsWith('/') ? '' : '/'}${file} is not valid JSON: ${(e as Error).message}`);
+  }
+}
+
+/**
+ * Loads an HF checkpoint — config.json, model.safetensors or model.safetensors.index.json and
+ * its shards, optional tokenizer.json / tokenizer_config.json / generation_config.json — from a
+ * folder (Node) or a base URL (anywhere fetch exists). Over HTTP only each shard's header and
+ * the byte ranges of the needed tensors are read; each tensor is stored in `dtype` as it
+ * arrives (bf16 values of a bf16 checkpoint as they are). Errors name the file and tensor.
+ */
+export async function loadCausalLM(source: string|URL, options: LoadCausalLMOptions = {}): Promise<LoadedCausalLM> {
+  const {onProgress, fetch: fetchFn, ...modelOptions} = options ?? {};
+  if (onProgress !== undefined && typeof onProgress !== 'function') {
+    throw new Error(`loadCausalLM options.onProgress: expected a function, got ${typeof onProgress}`);
+  }
+  const folder = await openCheckpointFolder(source, fetchFn);
+  const configText = await folder.readText('config.json', false);
+  const hfConfig = parseJson(configText!, 'config.json', folder.where) as object;
+  const expected = causalLMWeightShapes(hfConfig);  // checks the architecture first
+  const dtype = modelOptions.dtype ?? 'bfloat16';
+  if (dtype !== 'float32' && dtype !== 'bfloat16' && dtype !== 'float16') {
+    throw new Error(`loadCausalLM options.dtype: expected 'float32', 'bfloat16' or 'float16', got '${String(dtype)}'`);
+  }
+  const [tokenizerText, tokenizerConfigText, generationText] = await Promise.all([
+    folder.readText('tokenizer.json', true), folder.readText('tokenizer_config.json', true),
+    folder.readText('generation_config.json', true)]);
+  const tokenizer = tokenizerText === null ? null : createTokenizer(
+      parseJson(tokenizerText, 'tokenizer.json', folder.where),
+      tokenizerConfigText === null ? null : parseJson(tokenizerConfigText, 'tokenizer_config.json', folder.where));
+  const weights: Record<string, ModelWeight> = {};
+  try {
+    await readCheckpointTensors(folder, expected, (tensor, bytes) => {
+      weights[tensor.name] = toWeight(bytes, tensor.entry.dtype as SupportedSafetensorsDtype,
+                                      tensor.entry.shape, dtype);
+    }, (loadedBytes, totalBytes, file) => onProgress?.({loadedBytes, totalBytes, file}));
+    const lm = CausalLM.fromStateDict(hfConfig, weights, modelOptions, {
+      tokenizer, stopTokens: stopTokensOf(generationText, folder.where),
+    });
+    return Object.assign(lm, {loadStats: folder.stats});
+  } finally {
+    Object.values(weights).forEach((w) => w.dispose());
+  }
+}
+
+/**
+ * A tensor's bytes as the model stores it: 16-bit values of the storage dtype kept as they are
+ * (two per word), anything else converted on the host and uploaded once.
+ */
+function toWeight(bytes: Uint8Array, fileDtype: SupportedSafetensorsDtype, shape: number[],
+                  dtype: LoadCausalLMOptions['dtype'] & string): ModelWeight {
+  const count = shape.reduce((a, b) => a * b, 1);
+  const packable = shape.length > 1 && shape[shape.length - 1] % 2 === 0;
+  if (dtype === 'float32' || !packable) {
+    return tf.tensor(decodeSafetensorsValues(bytes, fileDtype, count), shape, 'float32');
+  }
+  if (fileDtype !== 'F32' && SAFETENSORS_HALF_DTYPES[fileDtype] === dtype) {
+    return new PackedHalfTensor(tf.tensor(wordsFromLittleEndianBits(bytes), packedWordsShape(shape), 'int32'),
+                                dtype, shape);
+  }
+  const words = packHalf(decodeSafetensorsValues(bytes, fileDtype, count), dtype);
+  return new PackedHalfTensor(tf.tensor(words, packedWordsShape(shape), 'int32'), dtype, shape);
+}
+
+/** generation_config.json's eos_token_id (a number or a list), when present. */
+function stopTokensOf(text: string|null, where: string): number[]|undefined {
+  if (text === null) return undefined;
+  const eos = (parseJson(text, 'generation_config.json', where) as {eos_token_id?: unknown})?.eos_token_id;
+  const ids = Array.isArray(eos) ? eos : eos === undefined || eos === null ? [] : [eos];
+  if (!ids.every((id) => Number.isInteger(id))) {
+    throw new Error(`loadCausalLM: ${where}generation_config.json eos_token_id: expected a token id or a list, ` +
+                    `got ${JSON.stringify(eos)}`);
+  }
+  return ids.length > 0 ? ids as number[] : undefined;
+}
