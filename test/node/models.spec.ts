@@ -46,7 +46,7 @@ describe('models: tiny_mla_lm from a folder (cpu)', () => {
       for (const [p, greedy] of expected.greedy.entries()) {
         const scale = logitScale(expected, p);
         const firstUnclear = expected.greedyTop2Gap[p].findIndex((gap) => !clearGap(gap, scale));
-        const agreeUpTo = firstUnclear < 0 ? greedy.length : firstUnclear + 1;
+        const agreeUpTo = firstUnclear < 0 ? greedy.length : firstUnclear;  // the first unclear step may differ
         expect(tokens[p].slice(0, agreeUpTo)).toEqual(greedy.slice(0, agreeUpTo));
       }
     } finally {

@@ -1,0 +1,99 @@
+import * as tf from '@tensorflow/tfjs-core';
+import {loadCausalLM} from '../src/models/index.js';
+import {describeEachBackend} from './helpers/backends.js';
+import {clearGap, LMExpected, logitScale, maxAbsDiff, rowArgmax} from './helpers/lm_fixture.js';
+
+// tfjs-mla/models in the browser, on every backend: the tiny_mla_lm fixture (a 3-layer `youtu`
+// bf16 checkpoint in two shards, reference logits from DeepSeek's code in float64) loaded from
+// http://127.0.0.1 (karma serves test/fixtures/ under /fixtures/, with HTTP Range).
+const FIXTURE_URL = '/fixtures/tiny_mla_lm/';
+const FIXTURE_FILES = ['config.json', 'model.safetensors.index.json', 'model-00001-of-00002.safetensors',
+                       'model-00002-of-00002.safetensors'];
+
+async function fixtureJson<T>(file: string): Promise<T> {
+  const response = await fetch(FIXTURE_URL + file);
+  if (!response.ok) throw new Error(`${FIXTURE_URL}${file}: HTTP ${response.status}`);
+  return await response.json() as T;
+}
+
+/** A fetch that counts the body bytes it hands out and the status of every response. */
+function countingFetch(): {fetch: typeof fetch, bytes: () => number, statuses: number[]} {
+  let bytes = 0;
+  const statuses: number[] = [];
+  const fetchFn: typeof fetch = async (input, init) => {
+    const response = await fetch(input, init);
+    statuses.push(response.status);
+    const body = new Uint8Array(await response.clone().arrayBuffer());
+    bytes += body.byteLength;
+    return response;
+  };
+  return {fetch: fetchFn, bytes: () => bytes, statuses};
+}
+
+describeEachBackend('models: tiny_mla_lm over HTTP', () => {
+  let expected: LMExpected;
+  let fileBytes = 0;
+
+  beforeAll(async () => {
+    expected = await fixtureJson<LMExpected>('expected.json');
+    fileBytes = 0;
+    for (const file of FIXTURE_FILES) {
+      fileBytes += Number((await fetch(FIXTURE_URL + file, {method: 'HEAD'})).headers.get('Content-Length'));
+    }
+  });
+
+  it('float32: every prompt position within 1e-4·S, the 12 greedy tokens, ranges not whole files', async () => {
+    const before = tf.memory().numTensors;
+    const counter = countingFetch();
+    const progress: number[] = [];
+    const lm = await loadCausalLM(FIXTURE_URL, {
+      dtype: 'float32', fetch: counter.fetch, onProgress: (p) => progress.push(p.loadedBytes / p.totalBytes),
+    });
+    try {
+      expect(counter.bytes()).toBeLessThanOrEqual(fileBytes);
+      expect(counter.statuses.filter((s) => s === 206).length).toBeGreaterThanOrEqual(4);  // 2 headers × 2 shards
+      expect(counter.statuses.filter((s) => s === 200).length).toBe(1);  // config.json
+      expect(lm.loadStats.wholeFileReads).toEqual([]);
+      expect(progress[progress.length - 1]).toBe(1);
+      for (const [p, prompt] of expected.prompts.entries()) {
+        const logits = await lm.logits(prompt);
+        expect(maxAbsDiff(logits, expected.logits[p])).toBeLessThan(1e-4 * logitScale(expected, p));
+      }
+      expect(await lm.generate(expected.prompts, {maxNewTokens: 12})).toEqual(expected.greedy);
+    } finally {
+      lm.dispose();
+    }
+    expect(tf.memory().numTensors).toBe(before);
+  });
+
+  it('bfloat16 weights and cache: within 3e-2·S, clear-gap argmax, ≤ 0.75× the float32 model\'s bytes', async () => {
+    const base = tf.memory().numBytes;
+    const float = await loadCausalLM(FIXTURE_URL, {dtype: 'float32'});
+    const floatBytes = tf.memory().numBytes - base;
+    float.dispose();
+    const lm = await loadCausalLM(FIXTURE_URL);
+    try {
+      const bytes = tf.memory().numBytes - base;
+      expect(bytes).toBeLessThanOrEqual(0.75 * floatBytes);
+      for (const [p, prompt] of expected.prompts.entries()) {
+        const logits = await lm.logits(prompt);
+        const scale = logitScale(expected, p);
+        const diff = maxAbsDiff(logits, expected.logits[p]);
+        expect(diff).toBeLessThan(3e-2 * scale);
+        expect(diff).toBeGreaterThan(1e-5 * scale);
+        for (let t = 0; t < prompt.length; t++) {
+          if (clearGap(expected.top2Gap[p][t], scale)) expect(rowArgmax(logits, t)).toBe(rowArgmax(expected.logits[p], t));
+        }
+      }
+      const tokens = await lm.generate(expected.prompts, {maxNewTokens: 12});
+      for (const [p, greedy] of expected.greedy.entries()) {
+        const scale = logitScale(expected, p);
+        const firstUnclear = expected.greedyTop2Gap[p].findIndex((gap) => !clearGap(gap, scale));
+        const agreeUpTo = firstUnclear < 0 ? greedy.length : firstUnclear;  // the first unclear step may differ
+        expect(tokens[p].slice(0, agreeUpTo)).toEqual(greedy.slice(0, agreeUpTo));
+      }
+    } finally {
+      lm.dispose();
+    }
+  });
+});
