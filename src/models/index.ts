@@ -66,9 +66,17 @@ export async function loadCausalLM(source: string|URL, options: LoadCausalLMOpti
   const [tokenizerText, tokenizerConfigText, generationText] = await Promise.all([
     folder.readText('tokenizer.json', true), folder.readText('tokenizer_config.json', true),
     folder.readText('generation_config.json', true)]);
-  const tokenizer = tokenizerText === null ? null : createTokenizer(
-      parseJson(tokenizerText, 'tokenizer.json', folder.where),
-      tokenizerConfigText === null ? null : parseJson(tokenizerConfigText, 'tokenizer_config.json', folder.where));
+  let tokenizer = null;
+  if (tokenizerText !== null) {
+    const tokenizerConfig = tokenizerConfigText === null ? {} :
+        parseJson(tokenizerConfigText, 'tokenizer_config.json', folder.where) as Record<string, unknown>;
+    // Newer checkpoints keep the chat template in its own file.
+    if (tokenizerConfig !== null && typeof tokenizerConfig === 'object' && tokenizerConfig.chat_template === undefined) {
+      const template = await folder.readText('chat_template.jinja', true);
+      if (template !== null) tokenizerConfig.chat_template = template;
+    }
+    tokenizer = createTokenizer(parseJson(tokenizerText, 'tokenizer.json', folder.where), tokenizerConfig);
+  }
   const weights: Record<string, ModelWeight> = {};
   try {
     await readCheckpointTensors(folder, expected, (tensor, bytes) => {

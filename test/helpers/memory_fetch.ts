@@ -30,7 +30,7 @@ export function memoryFetch(files: Map<string, Uint8Array>, options: MemoryFetch
                    headers: Record<string, string> = {}): Response => {
     requests.push({file, range, status});
     sent += body?.byteLength ?? 0;
-    return new Response(body, {status, headers});
+    return new Response(body as unknown as BodyInit|null, {status, headers});
   };
   const fetchFn = async (input: string|URL|Request, init?: RequestInit): Promise<Response> => {
     const url = typeof input === 'string' ? input : input instanceof URL ? input.href : input.url;
