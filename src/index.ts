@@ -1,6 +1,7 @@
 export {registerMLAKernels} from './register.js';
 export * from './kernels/kernel_names.js';
-export {fusedRope, mlaDecode, mlaGatherRows, mlaPackHalf, mlaPrefill, mlaUnpackHalf, mergeAttentionPartials, mlaLinear} from './ops/mla_ops.js';
+export {fusedRope, mlaDecode, mlaGatherRows, mlaPackHalf, mlaPrefill, mlaUnpackHalf, mergeAttentionPartials, mlaLinear,
+        mlaRmsNorm, mlaSwiGLU} from './ops/mla_ops.js';
 export * from './precision/half.js';
 export * from './precision/fp8.js';
 export {PackedHalfTensor} from './precision/packed.js';

@@ -1,4 +1,5 @@
 import * as tf from '@tensorflow/tfjs-core';
+import {countBackendWork} from '../src/index.js';
 import {loadCausalLM} from '../src/models/index.js';
 import {describeEachBackend} from './helpers/backends.js';
 import {clearGap, LMExpected, logitScale, maxAbsDiff, rowArgmax} from './helpers/lm_fixture.js';
@@ -60,6 +61,14 @@ describeEachBackend('models: tiny_mla_lm over HTTP', () => {
         expect(maxAbsDiff(logits, expected.logits[p])).toBeLessThan(1e-4 * logitScale(expected, p));
       }
       expect(await lm.generate(expected.prompts, {maxNewTokens: 12})).toEqual(expected.greedy);
+      if (tf.getBackend() === 'webgpu') {
+        // One decode step of one token: 13 dispatches per layer (norm, attention 7 with q-LoRA,
+        // residual, gate|up with the norm, SwiGLU, down, residual) + embedding, head, argmax;
+        // 3 uploads for the whole model step (token ids, token info, page table).
+        const {count} = await countBackendWork(() => lm.generate([[1]], {maxNewTokens: 1}));
+        expect(count.dispatches).toBe(13 * lm.config.numLayers + 3);
+        expect(count.uploads).toBe(3);
+      }
     } finally {
       lm.dispose();
     }

@@ -209,3 +209,25 @@ export const MLA_UNPACK_HALF = 'MLAUnpackHalf';
 export interface MLAHalfAttrs {
   dtype: 'bfloat16'|'float16';
 }
+
+/**
+ * MLARMSNorm: each row RMS-normalized and scaled (the decoder's input_layernorm), one kernel
+ * instead of tfjs's six (square, mean, add, rsqrt, mul, mul) and no eps upload.
+ *
+ * inputs:  x: float32 [T, D]; gamma: float32 [D]
+ * attrs:   eps: number
+ * output:  float32 [T, D]: x[t, d] / sqrt(mean_d(x[t]²) + eps) · gamma[d].
+ */
+export const MLA_RMS_NORM = 'MLARMSNorm';
+
+export interface MLARMSNormAttrs {
+  eps: number;
+}
+
+/**
+ * MLASwiGLU: the SwiGLU gate of an MLP whose gate and up projections were computed together.
+ *
+ * inputs:  x: float32 [T, 2I] (gate | up)
+ * output:  float32 [T, I]: silu(x[t, i]) · x[t, I + i], silu(g) = g / (1 + exp(−g)).
+ */
+export const MLA_SWIGLU = 'MLASwiGLU';

@@ -11,8 +11,7 @@ import {LatentAttentionWithRope} from '../layers/latent_attention_with_rope.js';
 import {useLinearKernel} from '../layers/linear_policy.js';
 import {expectedWeightShapes} from '../layers/weights.js';
 import {checkInteger} from '../ops/check.js';
-import {rmsNorm} from '../ops/differentiable.js';
-import {mlaGatherRows, mlaLinear, mlaPackHalf, mlaUnpackHalf} from '../ops/mla_ops.js';
+import {mlaGatherRows, mlaLinear, mlaPackHalf, mlaRmsNorm, mlaSwiGLU, mlaUnpackHalf} from '../ops/mla_ops.js';
 import {PackedHalfTensor} from '../precision/packed.js';
 import {RotaryEmbedding} from '../rope/rotary_embedding.js';
 import {CausalLMConfig, decoderWeightShapes, parseCausalLMConfig} from './config.js';
@@ -373,7 +372,7 @@ export class CausalLM {
         const eps = this.config.rmsNormEps;
         this.layers.forEach((layer, i) => {
           const weights = this.decoder[i];
-          const h = rmsNorm(x, weights.inputNorm, eps) as tf.Tensor2D;
+          const h = mlaRmsNorm(x, weights.inputNorm, eps);
           x = tf.add(x, layer.forward(h, {kvCollection: collection, inputRowOffsets: offsets, layerIdx: i}));
           x = tf.add(x, this.mlp(x, weights));
         });
@@ -408,19 +407,15 @@ export class CausalLM {
       return mlaLinear<tf.Rank.R2>(x, w, {weightDtype: this.dtype, ...(gamma ? {gamma, normEps: eps} : {}),
                               ...(w2 ? {w2} : {})});
     }
-    const input = gamma ? rmsNorm(x, gamma, eps) as tf.Tensor2D : x;
+    const input = gamma ? mlaRmsNorm(x, gamma, eps) : x;
     const y = tf.matMul(input, w, false, true) as tf.Tensor2D;
     return w2 ? tf.concat([y, tf.matMul(input, w2, false, true)], 1) as tf.Tensor2D : y;
   }
 
   /** down(silu(gate(h)) · up(h)) with h = post_attention_layernorm(x). */
   private mlp(x: tf.Tensor2D, weights: DecoderLayerWeights): tf.Tensor2D {
-    const inter = this.config.intermediateSize;
     const gateUp = this.linear(x, weights.gate, weights.postAttentionNorm, weights.up);
-    const gate = tf.slice(gateUp, [0, 0], [-1, inter]);
-    const up = tf.slice(gateUp, [0, inter], [-1, inter]);
-    const hidden = tf.mul(tf.mul(gate, tf.sigmoid(gate)), up) as tf.Tensor2D;
-    return this.linear(hidden, weights.down);
+    return this.linear(mlaSwiGLU(gateUp), weights.down);
   }
 
   /** The next token of each row of `logits` (disposed here). */

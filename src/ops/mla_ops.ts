@@ -1,7 +1,8 @@
 import * as tf from '@tensorflow/tfjs-core';
 import {FUSED_ROPE, FusedRopeAttrs, LINEAR, MLA_DECODE, MLA_PREFILL, MLADecodeAttrs, MLALinearAttrs, MLAPrefillAttrs} from '../kernels/kernel_names.js';
 import {cacheRowWidth, fusedRopeLayout} from '../kernels/layouts.js';
-import {CacheDtype, MLA_GATHER_ROWS, MLA_PACK_HALF, MLA_UNPACK_HALF, MLAGatherRowsAttrs, WeightDtype} from '../kernels/kernel_names.js';
+import {CacheDtype, MLA_GATHER_ROWS, MLA_PACK_HALF, MLA_RMS_NORM, MLA_SWIGLU, MLA_UNPACK_HALF, MLAGatherRowsAttrs,
+        WeightDtype} from '../kernels/kernel_names.js';
 import {HalfDtype, isHalfDtype} from '../precision/half.js';
 import {fp8RowLayout} from '../precision/fp8.js';
 import {checkInteger, checkShape} from './check.js';
@@ -291,3 +292,29 @@ export function mergeAttentionPartials(a: tf.Tensor3D, b: tf.Tensor3D): tf.Tenso
 
 /** The log-sum-exp an empty partial result is clamped to when merging. */
 const EMPTY_LOG_SUM_EXP = -1e30;
+
+function mlaRmsNorm_(x: tf.Tensor2D, gamma: tf.Tensor1D, eps: number): tf.Tensor2D {
+  assertSupportedBackend('mlaRmsNorm');
+  checkShape('mlaRmsNorm x', x, [null, null], 'float32');
+  checkShape('mlaRmsNorm gamma', gamma, [x.shape[1]], 'float32');
+  if (typeof eps !== 'number' || !(eps >= 0)) throw new Error(`mlaRmsNorm eps: expected a number ≥ 0, got ${eps}`);
+  return tf.engine().runKernel(MLA_RMS_NORM, {x, gamma} as unknown as tf.NamedTensorMap,
+                               {eps} as unknown as tf.NamedAttrMap) as tf.Tensor2D;
+}
+
+function mlaSwiGLU_(x: tf.Tensor2D): tf.Tensor2D {
+  assertSupportedBackend('mlaSwiGLU');
+  checkShape('mlaSwiGLU x', x, [null, null], 'float32');
+  if (x.shape[1] % 2 !== 0) {
+    throw new Error(`mlaSwiGLU x: expected rows of gate | up (an even width), got shape [${x.shape.join(', ')}]`);
+  }
+  return tf.engine().runKernel(MLA_SWIGLU, {x} as unknown as tf.NamedTensorMap) as tf.Tensor2D;
+}
+
+/**
+ * MLARMSNorm: x [T, D] → x / sqrt(mean(x²) + eps) · gamma, one kernel (see kernel_names.ts). Not
+ * differentiable: ops/differentiable.ts's rmsNorm trains.
+ */
+export const mlaRmsNorm = tf.op({mlaRmsNorm_});
+/** MLASwiGLU: [T, 2I] (gate | up) → silu(gate) · up [T, I], one kernel (see kernel_names.ts). */
+export const mlaSwiGLU = tf.op({mlaSwiGLU_});
