@@ -17,15 +17,14 @@ async function fixtureJson<T>(file: string): Promise<T> {
   return await response.json() as T;
 }
 
-/** A fetch that counts the body bytes it hands out and the status of every response. */
+/** A fetch that counts the file bytes it hands out (bodies of 2xx responses) and every status. */
 function countingFetch(): {fetch: typeof fetch, bytes: () => number, statuses: number[]} {
   let bytes = 0;
   const statuses: number[] = [];
   const fetchFn: typeof fetch = async (input, init) => {
     const response = await fetch(input, init);
     statuses.push(response.status);
-    const body = new Uint8Array(await response.clone().arrayBuffer());
-    bytes += body.byteLength;
+    if (response.ok) bytes += (await response.clone().arrayBuffer()).byteLength;
     return response;
   };
   return {fetch: fetchFn, bytes: () => bytes, statuses};
@@ -53,7 +52,8 @@ describeEachBackend('models: tiny_mla_lm over HTTP', () => {
     try {
       expect(counter.bytes()).toBeLessThanOrEqual(fileBytes);
       expect(counter.statuses.filter((s) => s === 206).length).toBeGreaterThanOrEqual(4);  // 2 headers × 2 shards
-      expect(counter.statuses.filter((s) => s === 200).length).toBe(1);  // config.json
+      expect(counter.statuses.filter((s) => s === 200).length).toBe(2);  // config.json, the index
+      expect(counter.statuses.filter((s) => s === 404).length).toBe(3);  // no tokenizer or generation config
       expect(lm.loadStats.wholeFileReads).toEqual([]);
       expect(progress[progress.length - 1]).toBe(1);
       for (const [p, prompt] of expected.prompts.entries()) {
