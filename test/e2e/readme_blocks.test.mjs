@@ -12,7 +12,7 @@
 // Needs dist/ (built first unless --no-build). Run by `npm test` after the demo page test (one test;
 // skipped with --skip-e2e or --grep). Exit code 0 = pass; prints `[readme] PASS …` or `[readme] FAIL …`.
 import {spawnSync} from 'node:child_process';
-import {mkdirSync, readFileSync, rmSync, writeFileSync} from 'node:fs';
+import {cpSync, mkdirSync, readFileSync, rmSync, writeFileSync} from 'node:fs';
 import {createRequire} from 'node:module';
 import path from 'node:path';
 import {fileURLToPath} from 'node:url';
@@ -38,6 +38,8 @@ const EXPECTED_OUTPUT = [
   {when: 'cache.step([0, 1], [1, 1])', stdout: /\[ 8, 128 \] \[ 2, 128 \] 6 4/, what: 'shapes [8,128] [2,128], cache lengths 6 and 4'},
   {when: 'tfl.loadLayersModel(tf.io.fromMemory(saved))', stdout: /max \|difference\| 0\n/, what: 'the loaded model predicts exactly what the saved one did'},
   {when: "loadSafetensors('model.safetensors'", stdout: /'q_a_proj\.weight'[\s\S]*'o_proj\.weight'/, what: 'the state dict lists the loaded HF weights'},
+  {when: "loadCausalLM('tiny_mla_lm'", stdout: /^3584 286 319 463 115 208 109 109 109 109 109 109 109\n480 latent cache bytes per token vs 1920 standard/m,
+   what: 'the tiny LM gives every position\'s logits and the reference greedy tokens'},
   {when: 'initNodeWebGPU()', stdout: /^(webgpu|cpu) Float32Array\(8\) \[(\s*8,?){8}\s*\]/m, what: 'x·wᵀ of ones is 8 on the active backend'},
 ];
 
@@ -120,6 +122,8 @@ async function main() {
     return {...b, name, ts};
   });
   writeCheckpoint(work);
+  // The "A language model" block loads the LM fixture from ./tiny_mla_lm.
+  cpSync(path.join(root, 'test', 'fixtures', 'tiny_mla_lm'), path.join(work, 'tiny_mla_lm'), {recursive: true});
 
   // Type-check the TypeScript blocks as a user's strict project would (skipLibCheck, as the
   // README says), against the built .d.ts files.
