@@ -11,7 +11,8 @@
 //   npm test -- --skip-build        skip the tsc runs (bundle + karma + page test only)
 //   npm test -- --skip-e2e          skip the last steps, the e2e tests (each counts as one test; none run
 //                                   with --grep): the demo page (test/e2e/demo_page.test.mjs: demos/web in
-//                                   headless Chromium via playwright-core), README.md's code blocks
+//                                   headless Chromium via playwright-core), the chat page (chat_page.test.mjs:
+//                                   demos/chat loading test/fixtures/tiny_mla_lm over HTTP), README.md's code blocks
 //                                   (readme_blocks.test.mjs) and the packed package in a fresh project
 //                                   (consumer.test.mjs). Alone: node test/e2e/<file>
 //
@@ -133,6 +134,9 @@ if (!skipBuild) {
   step('tsc -p demos/web/tsconfig.json (typecheck the browser demo)');
   run(process.execPath, [tsc, '-p', 'demos/web/tsconfig.json'],
       'demo typecheck (tsc -p demos/web/tsconfig.json)');
+  step('tsc -p demos/chat/tsconfig.json (typecheck the chat page)');
+  run(process.execPath, [tsc, '-p', 'demos/chat/tsconfig.json'],
+      'chat page typecheck (tsc -p demos/chat/tsconfig.json)');
 }
 
 // ---- d. bundle ---------------------------------------------------------------------------
@@ -201,6 +205,16 @@ if (!skipE2e && grep === undefined) {
   if (e2eFailed) {
     failed += 1;
     console.error(`[test] FAILED: the demo page test (exit ${r.status ?? r.signal}; see [e2e] above)`);
+  } else {
+    passed += 1;
+  }
+  step('e2e: demos/chat page loads test/fixtures/tiny_mla_lm over HTTP, greedy tokens (test/e2e/chat_page.test.mjs)');
+  const c = spawnSync(process.execPath, [path.join(root, 'test', 'e2e', 'chat_page.test.mjs')],
+                      {stdio: 'inherit', cwd: root, env: process.env});
+  if (c.status !== 0) {
+    e2eFailed = true;
+    failed += 1;
+    console.error(`[test] FAILED: the chat page test (exit ${c.status ?? c.signal}; see [e2e] above)`);
   } else {
     passed += 1;
   }

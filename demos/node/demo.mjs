@@ -7,6 +7,10 @@
 // --cache-dtype), the layer's weight bytes, and the largest difference against the cpu
 // reference kernels (same dtypes) on one sequence.
 //
+// With --model DIR|URL it runs a whole checkpoint instead (tfjs-mla/models' loadCausalLM;
+// demos/node/causal_lm.mjs): generation from --prompt-ids or --prompt, with tokens/s and the
+// latent cache against a standard one.
+//
 //   npm run demo                       (installs and builds first; scripts/demo.mjs)
 //   node demos/node/demo.mjs --help    (after `npm run build`)
 import * as tf from '@tensorflow/tfjs-core';
@@ -42,6 +46,7 @@ const V2_LITE = {
 };
 
 const HELP = `usage: npm run demo -- [options]      (or: node demos/node/demo.mjs [options] after a build)
+       npm run demo -- --model DIR|URL (--prompt-ids 1,4,214 | --prompt TEXT) [model options]
 
 Runs one DeepSeek-V2-Lite-shaped MLA attention layer (no q-LoRA, kvLoraRank 512, nope 128,
 rope 64, v 128, YaRN factor 40) over a ragged batch: prefill of every prompt in one step,
@@ -85,7 +90,26 @@ options:
   --help                    this text
 
 Random weights are uniform with standard deviation 1/sqrt(fan_in) (RMSNorm weights 1), inputs
-uniform with standard deviation 1, all from --seed: the same on every backend.`;
+uniform with standard deviation 1, all from --seed: the same on every backend.
+
+A whole model (tfjs-mla/models' loadCausalLM): generation, tokens/s and the cache
+  --model DIR|URL           a Hugging Face checkpoint of an MLA model (youtu, dense
+                            deepseek_v2/v3): a folder, or a base URL such as
+                            https://huggingface.co/tencent/Youtu-LLM-2B/resolve/main/ (only the
+                            byte ranges of the weights are fetched); the layer options above
+                            (sizes, --prompts, --steps, --weights, ...) do not apply
+  --prompt-ids 1,4,214      the prompt as token ids
+  --prompt TEXT             the prompt as text (needs the checkpoint's tokenizer; its chat
+                            template is applied when it has one)
+  --max-new-tokens N        new tokens at most (default 32; generation also ends at an eos token
+                            of the config or the tokenizer)
+  --temperature T           0 (default): greedy; > 0: sampling (with --top-p P, --top-k K, and
+                            --seed N for repeatable samples)
+  --dtype D, --cache-dtype D  the model's weights (default bfloat16) and latent cache (default:
+                            the weights' dtype)
+  --backend webgpu|cpu, --no-warmup  as above (the warm-up is a short untimed generate)
+  Prints the new tokens (and their text with a tokenizer), time to first token, prefill and
+  decode tokens/s, and the latent cache's bytes against a standard K/V cache's.`;
 
 function isV2Lite(spec) {
   return spec.hidden === V2_LITE.hidden && spec.heads === V2_LITE.heads && spec.kvLoraRank === V2_LITE.kvLoraRank &&
@@ -107,6 +131,16 @@ function parseOptions(argv) {
     vHeadDim: V2_LITE.vHeadDim, pageSize: 64, weights: null, config: null,
     layerPrefix: 'model.layers.0.self_attn.', checkSeq: 0, check: true, warmup: true, graphMode: 'auto',
     sizesGiven: [], dtype: 'float32', cacheDtype: 'float32',
+    // --model (a whole checkpoint; demos/node/causal_lm.mjs)
+    model: null, promptIds: null, prompt: null, maxNewTokens: 32, temperature: 0, topP: null, topK: null,
+    given: new Set(),
+  };
+  const number = (name, text, min, max = Infinity) => {
+    const n = Number(text);
+    if (text === undefined || text === '' || !Number.isFinite(n) || n < min || n > max) {
+      fail(`${name} expects a number ${max === Infinity ? `≥ ${min}` : `in [${min}, ${max}]`}, got ${JSON.stringify(text)}`);
+    }
+    return n;
   };
   const integer = (name, text, min) => {
     if (text === undefined || !/^\d+$/.test(text) || Number(text) < min) {
@@ -128,6 +162,7 @@ function parseOptions(argv) {
       arg = arg.slice(0, eq);
     }
     const next = () => value ?? argv[++i];
+    o.given.add(arg);
     switch (arg) {
       case '--help': case '-h':
         console.log(HELP);
@@ -174,6 +209,30 @@ function parseOptions(argv) {
         break;
       }
       case '--check-seq': o.checkSeq = integer('--check-seq', next(), 0); break;
+      case '--model': {
+        const m = next();
+        if (m === undefined || m === '' || m.startsWith('--')) fail('--model expects a checkpoint folder or URL');
+        o.model = m;
+        break;
+      }
+      case '--prompt-ids': {
+        const text = next();
+        if (text === undefined || !/^\s*\d+\s*(,\s*\d+\s*)*$/.test(text)) {
+          fail(`--prompt-ids expects comma-separated token ids like 1,4,214, got ${JSON.stringify(text)}`);
+        }
+        o.promptIds = text.split(',').map(Number);
+        break;
+      }
+      case '--prompt': {
+        const text = next();
+        if (text === undefined || text === '') fail('--prompt expects a text');
+        o.prompt = text;
+        break;
+      }
+      case '--max-new-tokens': o.maxNewTokens = integer('--max-new-tokens', next(), 1); break;
+      case '--temperature': o.temperature = number('--temperature', next(), 0); break;
+      case '--top-p': o.topP = number('--top-p', next(), 0, 1); break;
+      case '--top-k': o.topK = integer('--top-k', next(), 1); break;
       case '--no-check': o.check = false; break;
       case '--no-warmup': o.warmup = false; break;
       default:
@@ -184,6 +243,16 @@ function parseOptions(argv) {
         }
         fail(`unknown option ${JSON.stringify(argv[i])}`);
     }
+  }
+  const modelOnly = ['--prompt-ids', '--prompt', '--max-new-tokens', '--temperature', '--top-p', '--top-k']
+    .filter((a) => o.given.has(a));
+  if (o.model === null && modelOnly.length > 0) fail(`${modelOnly.join(', ')}: only with --model`);
+  if (o.model !== null) {
+    const layerOnly = ['--prompts', '--steps', '--page-size', '--weights', '--config', '--layer-prefix', '--graph-mode',
+                       '--check-seq', '--no-check', ...Object.keys(sizes)].filter((a) => o.given.has(a));
+    if (layerOnly.length > 0) fail(`${layerOnly.join(', ')}: not with --model (they set up the single-layer demo)`);
+    if ((o.promptIds === null) === (o.prompt === null)) fail('--model needs one of --prompt-ids 1,4,214 or --prompt TEXT');
+    return o;
   }
   if (o.qkRopeHeadDim % 2 !== 0) fail(`--qk-rope-head-dim must be even, got ${o.qkRopeHeadDim}`);
   if ((o.weights === null) !== (o.config === null)) fail('--weights and --config go together');
@@ -324,6 +393,12 @@ function fmtRate(tokens, ms) {
 
 async function main() {
   const options = parseOptions(process.argv.slice(2));
+  if (options.model !== null) {
+    // A whole checkpoint (tfjs-mla/models): demos/node/causal_lm.mjs.
+    const {runCausalLM} = await import('./causal_lm.mjs');
+    return runCausalLM(options, {chooseBackend, say, fmtBytes, fmtRate, isTTY,
+                                 kernels: [mla.FUSED_ROPE, mla.MLA_PREFILL, mla.MLA_DECODE]});
+  }
   const {prompts, steps} = options;
   const B = prompts.length;
   const finalLens = prompts.map((p) => p + steps);
