@@ -2,9 +2,10 @@
 // The package as a user meets it: `npm pack` this checkout (its `prepare` builds dist/), install the
 // tarball into an empty `npm init -y` project with README.md's install line, then
 //   - the tarball has dist/ (ESM, dist/cjs, the script build) and LICENSE; `webgpu` is not installed;
-//   - CommonJS: `require('tfjs-mla')` and `require('tfjs-mla/node')` work; a small tf.model with the
+//   - CommonJS: `require('tfjs-mla')`, `require('tfjs-mla/node')` and `require('tfjs-mla/models')` work
+//     (the LM fixture generates its reference greedy tokens through the CommonJS build); a small tf.model with the
 //     layer is saved there (model.json + weights.bin) with its cpu outputs;
-//   - TypeScript (strict, skipLibCheck) resolves 'tfjs-mla' and 'tfjs-mla/node' under
+//   - TypeScript (strict, skipLibCheck) resolves 'tfjs-mla', 'tfjs-mla/node' and 'tfjs-mla/models' under
 //     moduleResolution node10 (typesVersions) and nodenext from CommonJS (the require types);
 //   - a page bundled with esbuild (minified, tree-shaken) that only does `import 'tfjs-mla'` has the
 //     layer class and the kernels registered; in headless Chromium on webgpu it loads the saved
@@ -72,9 +73,14 @@ const tfl = require('@tensorflow/tfjs-layers');
 require('@tensorflow/tfjs-backend-cpu');
 const mla = require('tfjs-mla');
 const mlaNode = require('tfjs-mla/node');
+const mlaModels = require('tfjs-mla/models');
 
 async function main() {
   await tf.setBackend('cpu');
+  const S0 = JSON.parse(process.argv[2]);
+  const lm = await mlaModels.loadCausalLM(S0.lmFixture, {dtype: 'float32'});
+  const lmTokens = await lm.generate([S0.lmPrompt], {maxNewTokens: 12});
+  lm.dispose();
   const report = {
     exports: ['LatentAttentionWithRope', 'latentAttentionWithRope', 'PagedKVCache', 'mlaLinear', 'registerMLAKernels']
         .filter((k) => typeof mla[k] === 'function'),
@@ -82,8 +88,10 @@ async function main() {
     kernels: ['FusedRope', 'MLAPrefill', 'MLADecode'].flatMap((k) => ['cpu', 'webgpu'].map((b) => k + '/' + b))
         .filter((kb) => tf.getKernel(...kb.split('/')) !== undefined),
     classRegistered: tf.serialization.SerializationMap.getMap().classNameMap.LatentAttentionWithRope !== undefined,
+    modelsExports: ['loadCausalLM', 'CausalLM', 'createTokenizer'].filter((k) => typeof mlaModels[k] === 'function'),
+    lmTokens: lmTokens[0],
   };
-  const S = JSON.parse(process.argv[2]);
+  const S = S0;
   const rope = new mla.RotaryEmbedding({dim: S.rope, nHeads: S.heads, theta: 10000, maxSeqLen: 64});
   const input = tfl.input({shape: [null, S.hidden]});
   const attention = mla.latentAttentionWithRope({rope, numAttentionHeads: S.heads, numKeyValueHeads: S.heads,
@@ -247,12 +255,17 @@ async function main() {
     check(existsSync(path.join(app, 'node_modules', 'tfjs-mla', 'LICENSE')), 'the installed package has its LICENSE');
 
     // 3. CommonJS.
-    const S = {hidden: 64, heads: 2, kvLoraRank: 32, rope: 8, nope: 16, v: 16, seq: 6};
+    const lmExpected = JSON.parse(readFileSync(path.join(root, 'test', 'fixtures', 'tiny_mla_lm', 'expected.json'), 'utf8'));
+    const S = {hidden: 64, heads: 2, kvLoraRank: 32, rope: 8, nope: 16, v: 16, seq: 6,
+               lmFixture: path.join(root, 'test', 'fixtures', 'tiny_mla_lm'), lmPrompt: lmExpected.prompts[0]};
     writeFileSync(path.join(app, 'check.cjs'), CJS_CHECK);
     const cjsOut = sh(process.execPath, ['check.cjs', JSON.stringify(S)], app, "require('tfjs-mla') from CommonJS");
     const cjs = JSON.parse(cjsOut.split('\n').find((l) => l.startsWith('REPORT ')).slice(7));
     check(cjs.exports.length === 5 && cjs.nodeExports.length === 3,
           `require() gets the exports (${cjs.exports.join(', ')}; tfjs-mla/node: ${cjs.nodeExports.join(', ')})`);
+    check(cjs.modelsExports.length === 3, `require('tfjs-mla/models') gets ${cjs.modelsExports.join(', ')}`);
+    check(JSON.stringify(cjs.lmTokens) === JSON.stringify(lmExpected.greedy[0]),
+          `the LM fixture's greedy tokens through the CommonJS build (${JSON.stringify(cjs.lmTokens)})`);
     check(cjs.kernels.length === 6, `the kernels are registered for cpu and webgpu (${cjs.kernels.join(', ')})`);
     check(cjs.classRegistered, 'the layer class is registered for tf.loadLayersModel');
     check(cjs.savedWeights.length === 5 && cjs.savedWeights.every((n) => n.startsWith('mla/')),
@@ -265,12 +278,15 @@ async function main() {
       "import * as tf from '@tensorflow/tfjs-core';",
       "import {LatentAttentionWithRope, latentAttentionWithRope, KVCacheParams, RotaryEmbedding} from 'tfjs-mla';",
       "import {initNodeWebGPU, NodeWebGPUInfo} from 'tfjs-mla/node';",
+      "import {CausalLM, GenerateOptions, loadCausalLM} from 'tfjs-mla/models';",
+      'const load: (source: string) => Promise<CausalLM> = loadCausalLM;',
+      'const generateOptions: GenerateOptions = {maxNewTokens: 4, temperature: 0.7, topP: 0.9, seed: 1};',
       'const rope = new RotaryEmbedding({dim: 8, nHeads: 2, theta: 10000, maxSeqLen: 16});',
       'const layer: LatentAttentionWithRope = latentAttentionWithRope({rope, numAttentionHeads: 2, numKeyValueHeads: 2,',
       '  hiddenSize: 64, kvParams: new KVCacheParams({headDim: 40, pageSize: 16}), kvLoraRank: 32, qkRopeHeadDim: 8});',
       'const init: () => Promise<NodeWebGPUInfo> = initNodeWebGPU;',
       'const t: tf.Tensor = tf.zeros([1]);',
-      'export {layer, init, t};', ''].join('\n'));
+      'export {layer, init, t, load, generateOptions};', ''].join('\n'));
     const tsc = path.join(root, 'node_modules', 'typescript', 'bin', 'tsc');
     for (const [module, resolution] of [['commonjs', 'node10'], ['nodenext', 'nodenext']]) {
       const r = spawnSync(process.execPath, [tsc, '--strict', '--skipLibCheck', '--noEmit', '--module', module,
@@ -278,7 +294,7 @@ async function main() {
                           {cwd: app, encoding: 'utf8'});
       const out = `${r.stdout}${r.stderr}`.trim();
       const status = r.status;
-      check(status === 0, `TypeScript resolves 'tfjs-mla' and 'tfjs-mla/node' (module ${module}, moduleResolution ${resolution})` +
+      check(status === 0, `TypeScript resolves 'tfjs-mla', 'tfjs-mla/node' and 'tfjs-mla/models' (module ${module}, moduleResolution ${resolution})` +
                           (status === 0 ? '' : `: ${out.split('\n').slice(0, 6).join(' | ')}`));
     }
 
