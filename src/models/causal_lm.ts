@@ -37,6 +37,8 @@ export type ModelWeight = tf.Tensor|PackedHalfTensor;
 
 export const DEFAULT_MAX_SEQ_LEN = 4096;
 export const DEFAULT_PAGE_SIZE = 64;
+/** logits() applies the LM head to this many rows at a time. */
+export const LOGIT_ROWS_PER_BLOCK = 64;
 
 const WEIGHT_DTYPES: readonly ModelWeightDtype[] = ['float32', 'bfloat16', 'float16'];
 
@@ -287,12 +289,25 @@ export class CausalLM {
     this.checkCapacity('logits ids', [ids.length]);
     const seqId = this.claimSequence();
     try {
-      const logits = this.step([seqId], [ids], true);
+      // The final hidden rows, then the head over blocks of rows: [T, vocab] never sits on the
+      // device at once (4,096 tokens × a 128k vocabulary would be 2 GB).
+      const hidden = this.step([seqId], [ids], 'hidden');
+      const vocab = this.config.vocabSize;
+      const out = new Float32Array(ids.length * vocab);
       try {
-        return await logits.data() as Float32Array;
+        for (let start = 0; start < ids.length; start += LOGIT_ROWS_PER_BLOCK) {
+          const rows = Math.min(LOGIT_ROWS_PER_BLOCK, ids.length - start);
+          const block = tf.tidy(() => this.head(tf.slice(hidden, [start, 0], [rows, -1])));
+          try {
+            out.set(await block.data() as Float32Array, start * vocab);
+          } finally {
+            block.dispose();
+          }
+        }
       } finally {
-        logits.dispose();
+        hidden.dispose();
       }
+      return out;
     } finally {
       if (!this.disposed) this.cache.release(seqId);
     }
@@ -320,7 +335,7 @@ export class CausalLM {
       let active = prompts.map((_, i) => i);
       let inputs = prompts.map((p) => [...p]);
       while (active.length > 0) {
-        const logits = this.step(active.map((i) => seqIds[i]), inputs, false);
+        const logits = this.step(active.map((i) => seqIds[i]), inputs, 'lastLogits');
         const chosen = await this.choose(logits, opts, uniform);
         const next: number[] = [];
         chosen.forEach((token, k) => {
@@ -357,15 +372,16 @@ export class CausalLM {
 
   /**
    * One model step: tokens[b] are the new tokens of sequence seqIds[b]. Returns the logits of
-   * every new token (allRows) or of each sequence's last one; commits the tokens to the cache.
-   * On an error the cache is as before.
+   * each sequence's last new token ('lastLogits') or the final hidden rows of every new token
+   * ('hidden', before the final norm); commits the tokens to the cache. On an error the cache
+   * is as before.
    */
-  private step(seqIds: number[], tokens: number[][], allRows: boolean): tf.Tensor2D {
+  private step(seqIds: number[], tokens: number[][], output: 'lastLogits'|'hidden'): tf.Tensor2D {
     const counts = tokens.map((t) => t.length);
     const collection = this.cache.fetch(seqIds, counts);
-    let logits: tf.Tensor2D;
+    let result: tf.Tensor2D;
     try {
-      logits = tf.tidy(() => {
+      result = tf.tidy(() => {
         const offsets = [0];
         for (const count of counts) offsets.push(offsets[offsets.length - 1] + count);
         let x = this.embed(tf.tensor1d(tokens.flat(), 'int32'));
@@ -376,16 +392,21 @@ export class CausalLM {
           x = tf.add(x, layer.forward(h, {kvCollection: collection, inputRowOffsets: offsets, layerIdx: i}));
           x = tf.add(x, this.mlp(x, weights));
         });
+        if (output === 'hidden') return x;
         const lastRows = offsets.slice(1).map((o) => o - 1);
-        const rows = allRows || counts.every((c) => c === 1) ? x : tf.gather(x, tf.tensor1d(lastRows, 'int32'));
-        return this.linear(rows as tf.Tensor2D, this.lmHead, this.finalNorm);
+        return this.head(counts.every((c) => c === 1) ? x : tf.gather(x, tf.tensor1d(lastRows, 'int32')));
       });
     } catch (e) {
       this.cache.rollback(collection);
       throw e;
     }
     this.cache.step(seqIds, counts);
-    return logits;
+    return result;
+  }
+
+  /** Logits of final hidden rows: the LM head with model.norm in its prologue. */
+  private head(x: tf.Tensor2D): tf.Tensor2D {
+    return this.linear(x, this.lmHead, this.finalNorm);
   }
 
   /** Embedding rows of `ids` [T] → float32 [T, hidden] (16-bit rows widened by MLAGatherRows). */

@@ -216,6 +216,20 @@ describe('models: CausalLM arguments and generate options (cpu)', () => {
         .toEqual(expected.greedy.map((g) => g.slice(0, 8)));
   });
 
+  it('logits of a prompt longer than a head block (64 rows) agree with its prefixes\' last rows', async () => {
+    const prompt = Array.from({length: 150}, (_, i) => (i * 37 + 11) % 512);
+    const all = await lm.logits(prompt);
+    expect(all.length).toBe(150 * 512);
+    for (const t of [0, 63, 64, 100, 149]) {
+      const prefix = await lm.logits(prompt.slice(0, t + 1));
+      const want = prefix.subarray(t * 512);
+      const got = all.subarray(t * 512, (t + 1) * 512);
+      let diff = 0;
+      for (let i = 0; i < 512; i++) diff = Math.max(diff, Math.abs(got[i] - want[i]));
+      expect(diff).toBeLessThan(1e-4);
+    }
+  });
+
   it('a disposed model says so', async () => {
     const other = (await load(fixtureFiles(), {}, 'float32')).lm;
     other.dispose();
