@@ -21,7 +21,10 @@ module.exports = function (config) {
       'karma-chrome-launcher',
       'karma-sourcemap-loader',
       require('./scripts/karma-summary-reporter.cjs'),
+      // test/fixtures/ under /fixtures/ (byte ranges, as scripts/lib/checkpoint_server.mjs serves them).
+      require('./scripts/lib/karma_fixtures_middleware.cjs'),
     ],
+    beforeMiddleware: ['fixtures'],
     files: [
       {pattern: '.build/tests.js', included: true, watched: false, served: true},
       {pattern: '.build/tests.js.map', included: false, watched: false, served: true},
