@@ -1,5 +1,6 @@
 #!/usr/bin/env node
 // npm run bench [-- --quick] [-- --backend webgpu|cpu] [-- --tiny] [-- --only <cases>] [-- --out <file>]
+//                 [-- --model-layers 1,2]
 //
 // The layer LatentAttentionWithRope (this package, built into dist/) against a plain tfjs-ops
 // composition of the same math on the same device, at DeepSeek-V2-Lite attention sizes:
@@ -10,7 +11,10 @@
 // host uploads counted, timed against the same stack in tfjs ops. The storage dtypes: the
 // same decode and prefill cases with a bfloat16 and a float16 latent cache (ids
 // decode-2048-b1-bf16, …; `--only dtype` runs them with their float32 baselines), cache bytes per
-// token and layer and the layer's time against float32 in the same run.
+// token and layer and the layer's time against float32 in the same run. The model case
+// (lib/lm.mjs, `--only model`): a Youtu-LLM-2B-shaped causal LM (full width, 1 and 2 layers,
+// random weights) through tfjs-mla/models' CausalLM.fromStateDict and generate: time to first
+// token and decode tokens/s, per layer and fixed, extrapolated to 32 layers.
 //
 // --only takes case ids or names, comma-separated: `--only decode-2048-b1`, `--only overhead`
 // (the four overhead cases), `--only overhead-qlora-b4,prefill-128`, `--only "decode ctx 2048"`.
@@ -27,7 +31,7 @@ const HERE = path.dirname(fileURLToPath(import.meta.url));
 
 function parseArgs(argv) {
   const options = {quick: false, tiny: false, backend: 'webgpu', only: null, out: null, check: true, naive: null,
-                   list: false};
+                   list: false, modelLayers: [1, 2]};
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i];
     const value = () => {
@@ -44,14 +48,22 @@ function parseArgs(argv) {
     else if (arg.startsWith('--backend')) options.backend = value();
     else if (arg.startsWith('--only')) options.only = value();
     else if (arg.startsWith('--out')) options.out = value();
+    else if (arg.startsWith('--model-layers')) {
+      options.modelLayers = value().split(',').map(Number);
+      if (!options.modelLayers.every((n) => Number.isInteger(n) && n >= 1)) {
+        throw new Error(`--model-layers: expected layer counts ≥ 1, comma-separated, got ${options.modelLayers}`);
+      }
+    }
     else if (arg === '--help' || arg === '-h') {
       console.log('usage: node bench/run.mjs [--quick] [--tiny] [--backend webgpu|cpu] ' +
                   '[--only <case ids or names, comma-separated>] [--list] [--out <file>] [--no-check] ' +
-                  '[--naive | --no-naive]\n' +
+                  '[--naive | --no-naive] [--model-layers 1,2]\n' +
                   '  --only: an id (decode-2048-b1, prefill-128, overhead-qlora-b4), an id prefix ' +
                   '(decode-2048, overhead) or text of a name ("decode ctx 2048"); the storage-dtype cases ' +
                   '(decode-2048-b1-bf16, …) by their full id, or all of them with their float32 baselines: ' +
-                  'dtype; --list prints the cases');
+                  'dtype; the model cases: model-bf16 (in a full run), model (with model-bf16-b4), ' +
+                  'model-f32 (by its id only); ' +
+                  '--model-layers: the model case\'s stack depths (default 1,2); --list prints the cases');
       process.exit(0);
     } else {
       throw new Error(`unknown option ${arg} (try --help)`);
@@ -93,6 +105,7 @@ const {OVERHEAD, OVERHEAD_COMPOSITION, OVERHEAD_DESCRIPTION, measureOverheadCase
     await import('./lib/overhead.mjs');
 const {hashFillProgram, hashFillUniforms, readProbeOutputFloats, readProbeProgram, fmaProbeProgram, run} =
     await import('./lib/webgpu_programs.mjs');
+const lmBench = await import('./lib/lm.mjs');
 
 // ---- backend ------------------------------------------------------------------------------------
 
@@ -205,10 +218,11 @@ async function numericalCheck(cfg, layer, comp, kvParams) {
  * so that `--only decode-2048-b1` stays one case — an id prefix or text of its name.
  */
 function selected(c) {
-  if (options.only === null) return true;
+  // Cases with defaultRun false (the float32 model case) run only when named by their id.
+  if (options.only === null) return c.defaultRun !== false;
   return options.only.split(',').map((t) => t.trim()).filter(Boolean).some((t) =>
     c.id === t || (c.groups ?? []).includes(t) ||
-    (c.baseId === undefined && (c.id.startsWith(t + '-') || c.name.includes(t))));
+    (c.baseId === undefined && c.defaultRun !== false && (c.id.startsWith(t + '-') || c.name.includes(t))));
 }
 
 /**
@@ -615,9 +629,49 @@ function printResults(out) {
   if (out.cases.length > 0) printTable(out);
   if (out.dtypes) printDtypes(out.dtypes);
   if (out.overhead) printOverhead(out.overhead);
+  if (out.lm) printModel(out.lm);
   if (out.targets.length > 0) {
     console.log('');
     for (const t of out.targets) console.log(`target ${t.ok === null ? 'n/a ' : t.ok ? 'MET ' : 'MISS'} ${t.what}: ${t.value}`);
+  }
+}
+
+/** The model cases: per stack, per layer, fixed, the 32-layer extrapolation, cache bytes. */
+function printModel(m) {
+  console.log('');
+  console.log(`model: ${m.description}`);
+  console.log(`  timing: ${m.timing}`);
+  const rows = [];
+  const n = (x, d = 1) => x === null || x === undefined || Number.isNaN(x) ? 'n/a' : x.toFixed(d);
+  const mb = (x) => x === null || x === undefined ? 'n/a' : (x / 1e6).toFixed(0);
+  for (const r of m.cases) {
+    const what = `${r.id} (${r.dtype ?? '?'} / ${r.cacheDtype ?? '?'}, B=${r.batch ?? '?'}, P=${r.promptTokens ?? '?'}, N=${r.newTokens ?? '?'})`;
+    for (const s of r.stacks ?? []) {
+      rows.push([what, `${s.layers} layer${s.layers > 1 ? 's' : ''}`, fmt(s.ttftMs), fmt(s.decodeMsPerStep),
+                 n(s.decodeTokensPerS, 2), '', mb(s.weightBytes)]);
+    }
+    if (r.perLayer) {
+      rows.push([what, 'per layer', fmt(r.perLayer.ttftMs), fmt(r.perLayer.decodeMsPerStep), '',
+                 n(r.perLayer.decodeWeightGBPerS, 2), mb(r.perLayer.weightBytes)]);
+      rows.push([what, 'fixed (embed, head, …)', fmt(r.fixed.ttftMs), fmt(r.fixed.decodeMsPerStep), '',
+                 n(r.fixed.decodeWeightGBPerS, 2), mb(r.fixed.weightBytes)]);
+      const x = r.extrapolated;
+      rows.push([what, `${x.layers} layers (extrapolated)`, fmt(x.ttftMs), fmt(x.decodeMsPerStep), n(x.decodeTokensPerS, 3),
+                 '', mb(x.weightBytes)]);
+    }
+  }
+  console.log(table(['case', 'stack', 'time to first token ms', 'decode ms/step', 'decode tokens/s',
+                     'decode weights GB/s', 'weights MB'], rows));
+  console.log('decode weights GB/s: the weight bytes a decode step streams (per layer; fixed: the tied head) over ' +
+              'its time, to read against the device\'s read bandwidth.');
+  for (const r of m.cases) {
+    if (r.cache) {
+      const c = r.cache;
+      console.log(`  ${r.id}: latent cache ${c.bytesPerTokenPerLayer} B/token/layer vs a standard K/V cache ` +
+                  `${c.standardBytesPerTokenPerLayer ?? 'n/a'} B (${n(c.standardOverLatent, 2)}×); ` +
+                  `${m.config.num_hidden_layers} layers: ${c.fullModelBytesPerToken} vs ${c.fullModelStandardBytesPerToken ?? 'n/a'} B/token`);
+    }
+    for (const e of r.errors ?? []) console.log(`  ${r.id}: ${e}`);
   }
 }
 
@@ -822,19 +876,25 @@ async function main() {
   const cfg = options.tiny ? model.TINY : model.V2_LITE;
   const allCases = caseList();
   const allOverhead = overheadCases();
+  const allModel = lmBench.modelCases({tiny: options.tiny, quick: options.quick, backend: options.backend});
   if (options.list) {
-    for (const c of [...allCases, ...allOverhead]) console.log(`${c.id.padEnd(20)} ${c.name}`);
+    for (const c of [...allCases, ...allOverhead, ...allModel]) {
+      const how = (c.groups ?? []).length ? `--only ${c.groups[0]} or its id` : '--only with its id';
+      console.log(`${c.id.padEnd(20)} ${c.name}${c.defaultRun === false ? ` (not in a full run: ${how})` : ''}`);
+    }
     return 0;
   }
   await initBackend();
   const cases = allCases.filter(selected);
   const overheadSelected = allOverhead.filter(selected);
-  if (cases.length + overheadSelected.length === 0) {
+  const modelSelected = allModel.filter(selected);
+  if (cases.length + overheadSelected.length + modelSelected.length === 0) {
     throw new Error(`--only ${options.only}: no case matches (--list prints them)`);
   }
   const maxContext = Math.max(64, ...cases.map((c) => c.S + 1));
   console.log(`tfjs-mla bench: ${cases.length ? `${cfg.name}, ` : ''}backend ${tf.getBackend()}, ` +
               `${cases.length} cases${overheadSelected.length ? ` + ${overheadSelected.length} overhead cases` : ''}` +
+              `${modelSelected.length ? ` + ${modelSelected.length} model cases` : ''}` +
               `${options.quick ? ' (quick)' : ''}`);
 
   const syncLatency = await measureSyncLatency();
@@ -858,8 +918,11 @@ async function main() {
                 `check ${r.check?.ok ? 'ok' : 'FAIL'} [${fmt((now() - tc) / 1000)} s]`);
   }
 
+  const modelResults = await runModelCases(modelSelected);
+
   const complete = results.every((r) => r.errors.length === 0) && (check === null || check.ok) &&
-      overheadResults.every((r) => r.errors.length === 0 && r.check?.ok);
+      overheadResults.every((r) => r.errors.length === 0 && r.check?.ok) &&
+      modelResults.every((r) => r.errors.length === 0);
   const out = {
     date: started.toISOString(),
     command: ['node', ...process.argv.slice(1).map((a) => path.relative(process.cwd(), a) || a)].join(' '),
@@ -893,6 +956,12 @@ async function main() {
               'warm-ups, then the stack and the composition interleaved; medians',
       cases: overheadResults,
     },
+    lm: modelResults.length === 0 ? null : {
+      description: lmBench.modelDescription(options.tiny ? lmBench.TINY_LM : lmBench.YOUTU_2B),
+      timing: lmBench.MODEL_TIMING,
+      config: options.tiny ? lmBench.TINY_LM : lmBench.YOUTU_2B,
+      cases: modelResults,
+    },
     dtypes: dtypeSummary(results),
     targets: evaluateTargets(results, overheadResults),
     totalSeconds: (now() - t0) / 1000,
@@ -905,6 +974,37 @@ async function main() {
               `${fmt(out.totalSeconds)} s in all`);
   if (process.env.BENCH_DEBUG) console.error('tensors alive after the run:', tf.memory().numTensors);
   return complete ? 0 : 1;
+}
+
+/**
+ * The model cases (lib/lm.mjs) through tfjs-mla/models (dist/models/index.js); when it cannot
+ * be loaded, every selected case records that as its error.
+ */
+async function runModelCases(selectedCases) {
+  const out = [];
+  if (selectedCases.length === 0) return out;
+  let models = null;
+  let loadError = null;
+  try {
+    models = await import('../dist/models/index.js');
+  } catch (e) {
+    loadError = `tfjs-mla/models (dist/models/index.js): ${errorText(e)}`;
+  }
+  const stateDicts = new lmBench.StateDicts();
+  for (const c of selectedCases) {
+    const tc = now();
+    process.stdout.write(`${c.name}… `);
+    const r = loadError ? {case: c.name, id: c.id, kind: 'model', errors: [loadError]} :
+        await lmBench.measureModelCase(c, models, stateDicts, {layers: options.modelLayers, tiny: options.tiny});
+    out.push(r);
+    console.log(r.errors.length && !r.perLayer ? `ERROR ${r.errors.join('; ')}` :
+                (r.stacks ?? []).map((st) => `L${st.layers}: TTFT ${fmt(st.ttftMs)} ms, ` +
+                                             `${fmt(st.decodeTokensPerS, 2)} tok/s`).join('; ') +
+                (r.perLayer ? `; per layer TTFT ${fmt(r.perLayer.ttftMs)} ms, decode ${fmt(r.perLayer.decodeMsPerStep)} ms/step` : '') +
+                ` [${fmt((now() - tc) / 1000)} s]` + (r.errors.length ? ` — ${r.errors.join('; ')}` : ''));
+  }
+  stateDicts.dispose();
+  return out;
 }
 
 /**
