@@ -3,6 +3,9 @@ import {countBackendWork} from '../src/index.js';
 import {loadCausalLM} from '../src/models/index.js';
 import {describeEachBackend} from './helpers/backends.js';
 import {clearGap, LMExpected, logitScale, maxAbsDiff, rowArgmax} from './helpers/lm_fixture.js';
+import {CHECKPOINT_VARIANTS, makeCheckpoint} from './helpers/lm_checkpoints.js';
+import {compareWithReference} from './helpers/lm_compare.js';
+import {memoryFetch} from './helpers/memory_fetch.js';
 
 // tfjs-mla/models in the browser, on every backend: the tiny_mla_lm fixture (a 3-layer `youtu`
 // bf16 checkpoint in two shards, reference logits from DeepSeek's code in float64) loaded from
@@ -105,4 +108,25 @@ describeEachBackend('models: tiny_mla_lm over HTTP', () => {
       lm.dispose();
     }
   });
+});
+
+// Checkpoints the fixture does not cover, written by the test and served from memory with
+// HTTP's Range semantics, against the float64 reference of HF's modeling code.
+describeEachBackend('models: other architectures vs the HF reference', () => {
+  for (const name of ['deepseekV3YarnMscales', 'deepseekV2YarnAttentionFactor', 'youtuTiedByDefault']) {
+    it(`${name}: float32 logits within 1e-4·S and the same greedy tokens`, async () => {
+      const checkpoint = makeCheckpoint(CHECKPOINT_VARIANTS[name]);
+      const server = memoryFetch(checkpoint.files);
+      const before = tf.memory().numTensors;
+      const lm = await loadCausalLM(server.base, {dtype: 'float32', fetch: server.fetch});
+      try {
+        const result = await compareWithReference(lm, checkpoint);
+        expect(result.relativeError).toBeLessThan(1e-4);
+        expect(result.tokens).toEqual(result.referenceTokens);
+      } finally {
+        lm.dispose();
+      }
+      expect(tf.memory().numTensors).toBe(before);
+    });
+  }
 });
