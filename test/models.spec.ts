@@ -2,9 +2,9 @@ import * as tf from '@tensorflow/tfjs-core';
 import {countBackendWork} from '../src/index.js';
 import {loadCausalLM} from '../src/models/index.js';
 import {describeEachBackend} from './helpers/backends.js';
-import {clearGap, LMExpected, logitScale, maxAbsDiff, rowArgmax} from './helpers/lm_fixture.js';
+import {expectFixtureBar, LMExpected} from './helpers/lm_fixture.js';
 import {CHECKPOINT_VARIANTS, makeCheckpoint} from './helpers/lm_checkpoints.js';
-import {compareWithReference} from './helpers/lm_compare.js';
+import {expectMatchesReference} from './helpers/lm_compare.js';
 import {memoryFetch} from './helpers/memory_fetch.js';
 
 // tfjs-mla/models in the browser, on every backend: the tiny_mla_lm fixture (a 3-layer `youtu`
@@ -59,11 +59,7 @@ describeEachBackend('models: tiny_mla_lm over HTTP', () => {
       expect(counter.statuses.filter((s) => s === 404).length).toBe(3);  // no tokenizer or generation config
       expect(lm.loadStats.wholeFileReads).toEqual([]);
       expect(progress[progress.length - 1]).toBe(1);
-      for (const [p, prompt] of expected.prompts.entries()) {
-        const logits = await lm.logits(prompt);
-        expect(maxAbsDiff(logits, expected.logits[p])).toBeLessThan(1e-4 * logitScale(expected, p));
-      }
-      expect(await lm.generate(expected.prompts, {maxNewTokens: 12})).toEqual(expected.greedy);
+      await expectFixtureBar(lm, expected, 'float32');
       if (tf.getBackend() === 'webgpu') {
         // One decode step of one token: 13 dispatches per layer (norm, attention 7 with q-LoRA,
         // residual, gate|up with the norm, SwiGLU, down, residual) + embedding, head, argmax;
@@ -87,23 +83,7 @@ describeEachBackend('models: tiny_mla_lm over HTTP', () => {
     try {
       const bytes = tf.memory().numBytes - base;
       expect(bytes).toBeLessThanOrEqual(0.75 * floatBytes);
-      for (const [p, prompt] of expected.prompts.entries()) {
-        const logits = await lm.logits(prompt);
-        const scale = logitScale(expected, p);
-        const diff = maxAbsDiff(logits, expected.logits[p]);
-        expect(diff).toBeLessThan(3e-2 * scale);
-        expect(diff).toBeGreaterThan(1e-5 * scale);
-        for (let t = 0; t < prompt.length; t++) {
-          if (clearGap(expected.top2Gap[p][t], scale)) expect(rowArgmax(logits, t)).toBe(rowArgmax(expected.logits[p], t));
-        }
-      }
-      const tokens = await lm.generate(expected.prompts, {maxNewTokens: 12});
-      for (const [p, greedy] of expected.greedy.entries()) {
-        const scale = logitScale(expected, p);
-        const firstUnclear = expected.greedyTop2Gap[p].findIndex((gap) => !clearGap(gap, scale));
-        const agreeUpTo = firstUnclear < 0 ? greedy.length : firstUnclear;  // the first unclear step may differ
-        expect(tokens[p].slice(0, agreeUpTo)).toEqual(greedy.slice(0, agreeUpTo));
-      }
+      await expectFixtureBar(lm, expected, 'bfloat16');
     } finally {
       lm.dispose();
     }
@@ -120,9 +100,7 @@ describeEachBackend('models: other architectures vs the HF reference', () => {
       const before = tf.memory().numTensors;
       const lm = await loadCausalLM(server.base, {dtype: 'float32', fetch: server.fetch});
       try {
-        const result = await compareWithReference(lm, checkpoint);
-        expect(result.relativeError).toBeLessThan(1e-4);
-        expect(result.tokens).toEqual(result.referenceTokens);
+        await expectMatchesReference(lm, checkpoint);
       } finally {
         lm.dispose();
       }

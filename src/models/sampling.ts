@@ -9,16 +9,22 @@ export interface SamplingOptions {
   topP: number;
 }
 
-/** A seeded uniform generator on [0, 1) (mulberry32). */
-export function seededUniform(seed: number): () => number {
+/** mulberry32: uniform uint32s from a seed (the same seed, the same sequence). */
+export function mulberry32(seed: number): () => number {
   let state = seed >>> 0;
   return () => {
     state = (state + 0x6d2b79f5) >>> 0;
     let t = state;
     t = Math.imul(t ^ (t >>> 15), t | 1);
     t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+    return (t ^ (t >>> 14)) >>> 0;
   };
+}
+
+/** A seeded uniform generator on [0, 1). */
+export function seededUniform(seed: number): () => number {
+  const next = mulberry32(seed);
+  return () => next() / 4294967296;
 }
 
 /** The index of the largest value (the lowest index on a tie). */

@@ -38,3 +38,19 @@ export async function compareWithReference(lm: CausalLM, checkpoint: LMCheckpoin
   const referenceTokens = prompts.map((p) => referenceGreedy(checkpoint.config, checkpoint.weights, p, newTokens).tokens);
   return {relativeError, tokens, referenceTokens};
 }
+
+/**
+ * Expects `lm` to match the reference on the checkpoint: float32 — logits within 1e-4·S and the
+ * same greedy tokens; bfloat16 — within 3e-2·S and more than 1e-6·S off (bf16 really in use).
+ */
+export async function expectMatchesReference(lm: CausalLM, checkpoint: LMCheckpoint,
+                                             dtype: 'float32'|'bfloat16' = 'float32'): Promise<void> {
+  const result = await compareWithReference(lm, checkpoint, dtype === 'float32' ? 6 : 2);
+  if (dtype === 'float32') {
+    expect(result.relativeError).toBeLessThan(1e-4);
+    expect(result.tokens).toEqual(result.referenceTokens);
+  } else {
+    expect(result.relativeError).toBeLessThan(3e-2);
+    expect(result.relativeError).toBeGreaterThan(1e-6);
+  }
+}

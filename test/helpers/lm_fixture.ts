@@ -42,3 +42,43 @@ export function rowArgmax(logits: ArrayLike<number>, r: number, vocab = TINY_LM_
 export function clearGap(gap: number, scale: number): boolean {
   return gap > 0.05 * scale;
 }
+
+/** The loaded model, as far as these checks need it. */
+interface LogitsModel {
+  logits(ids: number[]): Promise<Float32Array>;
+  generate(prompts: number[][], options: {maxNewTokens: number}): Promise<number[][]>;
+}
+
+/**
+ * The fixture's bar for a model: float32 — every prompt position within 1e-4·S and the 12
+ * greedy tokens exactly; bfloat16 — within 3e-2·S but more than 1e-5·S off (bf16 really in use),
+ * the argmax at every clear-gap position, the greedy tokens up to the first step without a
+ * clear gap.
+ */
+export async function expectFixtureBar(lm: LogitsModel, expected: LMExpected, dtype: 'float32'|'bfloat16'): Promise<void> {
+  for (const [p, prompt] of expected.prompts.entries()) {
+    const logits = await lm.logits(prompt);
+    const scale = logitScale(expected, p);
+    const diff = maxAbsDiff(logits, expected.logits[p]);
+    if (dtype === 'float32') {
+      expect(diff).toBeLessThan(1e-4 * scale);
+      continue;
+    }
+    expect(diff).toBeLessThan(3e-2 * scale);
+    expect(diff).toBeGreaterThan(1e-5 * scale);
+    for (let t = 0; t < prompt.length; t++) {
+      if (clearGap(expected.top2Gap[p][t], scale)) expect(rowArgmax(logits, t)).toBe(rowArgmax(expected.logits[p], t));
+    }
+  }
+  const tokens = await lm.generate(expected.prompts, {maxNewTokens: 12});
+  if (dtype === 'float32') {
+    expect(tokens).toEqual(expected.greedy);
+    return;
+  }
+  for (const [p, greedy] of expected.greedy.entries()) {
+    const scale = logitScale(expected, p);
+    const firstUnclear = expected.greedyTop2Gap[p].findIndex((gap) => !clearGap(gap, scale));
+    const agreeUpTo = firstUnclear < 0 ? greedy.length : firstUnclear;  // the first unclear step may differ
+    expect(tokens[p].slice(0, agreeUpTo)).toEqual(greedy.slice(0, agreeUpTo));
+  }
+}

@@ -1,7 +1,7 @@
 import {readFileSync} from 'node:fs';
 import * as tf from '@tensorflow/tfjs-core';
 import {loadCausalLM} from '../../src/models/index.js';
-import {clearGap, LMExpected, logitScale, maxAbsDiff, rowArgmax} from '../helpers/lm_fixture.js';
+import {expectFixtureBar, LMExpected} from '../helpers/lm_fixture.js';
 
 // tfjs-mla/models on the cpu backend in Node: the tiny_mla_lm fixture from a folder.
 const FIXTURE = 'test/fixtures/tiny_mla_lm';
@@ -12,43 +12,19 @@ describe('models: tiny_mla_lm from a folder (cpu)', () => {
     const before = tf.memory().numTensors;
     const lm = await loadCausalLM(FIXTURE, {dtype: 'float32'});
     try {
-      for (const [p, prompt] of expected.prompts.entries()) {
-        const logits = await lm.logits(prompt);
-        const scale = logitScale(expected, p);
-        expect(maxAbsDiff(logits, expected.logits[p])).toBeLessThan(1e-4 * scale);
-      }
-      const tokens = await lm.generate(expected.prompts, {maxNewTokens: 12});
-      expect(tokens).toEqual(expected.greedy);
+      await expectFixtureBar(lm, expected, 'float32');
     } finally {
       lm.dispose();
     }
     expect(tf.memory().numTensors).toBe(before);
   });
 
-  it('bfloat16 weights and cache: logits within 3e-2·S, argmax at clear-gap rows', async () => {
+  it('bfloat16 weights and cache (the default): within 3e-2·S, argmax at clear-gap rows', async () => {
     const lm = await loadCausalLM(FIXTURE);
     try {
       expect(lm.dtype).toBe('bfloat16');
       expect(lm.cacheDtype).toBe('bfloat16');
-      for (const [p, prompt] of expected.prompts.entries()) {
-        const logits = await lm.logits(prompt);
-        const scale = logitScale(expected, p);
-        const diff = maxAbsDiff(logits, expected.logits[p]);
-        expect(diff).toBeLessThan(3e-2 * scale);
-        expect(diff).toBeGreaterThan(1e-5 * scale);  // bf16 really in use
-        for (let t = 0; t < prompt.length; t++) {
-          if (clearGap(expected.top2Gap[p][t], scale)) {
-            expect(rowArgmax(logits, t)).toBe(rowArgmax(expected.logits[p], t));
-          }
-        }
-      }
-      const tokens = await lm.generate(expected.prompts, {maxNewTokens: 12});
-      for (const [p, greedy] of expected.greedy.entries()) {
-        const scale = logitScale(expected, p);
-        const firstUnclear = expected.greedyTop2Gap[p].findIndex((gap) => !clearGap(gap, scale));
-        const agreeUpTo = firstUnclear < 0 ? greedy.length : firstUnclear;  // the first unclear step may differ
-        expect(tokens[p].slice(0, agreeUpTo)).toEqual(greedy.slice(0, agreeUpTo));
-      }
+      await expectFixtureBar(lm, expected, 'bfloat16');
     } finally {
       lm.dispose();
     }

@@ -4,7 +4,7 @@ import path from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import {loadCausalLM} from '../../src/models/index.js';
 import {startCheckpointServer} from '../../scripts/lib/checkpoint_server.mjs';
-import {compareWithReference} from '../helpers/lm_compare.js';
+import {expectMatchesReference} from '../helpers/lm_compare.js';
 import {CHECKPOINT_VARIANTS, makeCheckpoint, writeCheckpoint} from '../helpers/lm_checkpoints.js';
 
 // Checkpoints the fixture does not cover — dense deepseek_v2 / deepseek_v3, tied heads,
@@ -30,9 +30,7 @@ describe('models: checkpoints of every supported architecture vs the HF referenc
       const before = tf.memory().numTensors;
       const lm = await loadCausalLM(folder, {dtype: 'float32'});
       try {
-        const result = await compareWithReference(lm, checkpoint);
-        expect(result.relativeError).toBeLessThan(1e-4);
-        expect(result.tokens).toEqual(result.referenceTokens);
+        await expectMatchesReference(lm, checkpoint);
       } finally {
         lm.dispose();
       }
@@ -46,9 +44,7 @@ describe('models: checkpoints of every supported architecture vs the HF referenc
     try {
       const lm = await loadCausalLM(server.url, {dtype: 'float32'});
       try {
-        const result = await compareWithReference(lm, checkpoint);
-        expect(result.relativeError).toBeLessThan(1e-4);
-        expect(result.tokens).toEqual(result.referenceTokens);
+        await expectMatchesReference(lm, checkpoint);
       } finally {
         lm.dispose();
       }
@@ -70,9 +66,7 @@ describe('models: checkpoints of every supported architecture vs the HF referenc
     await writeCheckpoint(folder, checkpoint);
     const lm = await loadCausalLM(folder);
     try {
-      const result = await compareWithReference(lm, checkpoint, 2);
-      expect(result.relativeError).toBeLessThan(3e-2);
-      expect(result.relativeError).toBeGreaterThan(1e-6);  // bf16 is really in use
+      await expectMatchesReference(lm, checkpoint, 'bfloat16');
     } finally {
       lm.dispose();
     }
