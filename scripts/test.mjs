@@ -12,7 +12,8 @@
 //   npm test -- --skip-e2e          skip the last steps, the e2e tests (each counts as one test; none run
 //                                   with --grep): the demo page (test/e2e/demo_page.test.mjs: demos/web in
 //                                   headless Chromium via playwright-core), the chat page (chat_page.test.mjs:
-//                                   demos/chat loading test/fixtures/tiny_mla_lm over HTTP), README.md's code blocks
+//                                   demos/chat loading test/fixtures/tiny_mla_lm over HTTP), the LM fixture in Node
+//                                   on webgpu (node_webgpu_model.test.mjs), README.md's code blocks
 //                                   (readme_blocks.test.mjs) and the packed package in a fresh project
 //                                   (consumer.test.mjs). Alone: node test/e2e/<file>
 //
@@ -219,7 +220,8 @@ if (!skipE2e && grep === undefined) {
     passed += 1;
   }
   // ---- g. packaging end to end (one test each) ------------------------------------------
-  for (const [file, what] of [['readme_blocks.test.mjs', 'every ts/js block of README.md, type-checked and run in Node'],
+  for (const [file, what] of [['node_webgpu_model.test.mjs', 'tfjs-mla/models in Node on webgpu: the LM fixture from a folder and over HTTP'],
+                              ['readme_blocks.test.mjs', 'every ts/js block of README.md, type-checked and run in Node'],
                               ['consumer.test.mjs', 'npm pack → README install into an empty project → CommonJS, esbuild bundle, script tags in headless Chromium']]) {
     step(`e2e: ${what} (test/e2e/${file})`);
     const e = spawnSync(process.execPath, [path.join(root, 'test', 'e2e', file), ...(file.startsWith('readme') ? ['--no-build'] : [])],
