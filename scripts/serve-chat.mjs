@@ -9,35 +9,18 @@
 //   npm run demo:chat -- --no-build             serve the existing bundle
 //
 // Also a module: `buildChatDemo()` is used by the page test (test/e2e/chat_page.test.mjs).
+// The server, the bundling and the command line's helpers are scripts/serve-demo.mjs's.
 // Only Node builtins are imported at the top level.
 import {existsSync, statSync} from 'node:fs';
 import path from 'node:path';
-import {pathToFileURL} from 'node:url';
-import {ensureDependencies, root, startDemoServer} from './serve-demo.mjs';
-
-const chatDir = path.join(root, 'demos', 'chat');
+import {bundleDemo, listenDemoServer, portArg, prepareBundle, runIfMain, stopOnSignals} from './serve-demo.mjs';
 
 /**
  * Bundles demos/chat/main.ts into demos/chat/dist/main.js (+ .map). Node builtins that the
  * package's Node-only paths import (reading a checkpoint from a folder) stay out of the bundle.
  */
-export async function buildChatDemo({minify = false} = {}) {
-  const esbuild = await import('esbuild');
-  const outfile = path.join(chatDir, 'dist', 'main.js');
-  const result = await esbuild.build({
-    entryPoints: [path.join(chatDir, 'main.ts')],
-    bundle: true,
-    format: 'esm',
-    platform: 'browser',
-    target: 'es2020',
-    sourcemap: true,
-    minify,
-    outfile,
-    external: ['node:*'],
-    logLevel: 'warning',
-  });
-  if (result.errors.length > 0) throw new Error('esbuild failed to bundle demos/chat/main.ts');
-  return outfile;
+export function buildChatDemo({minify = false} = {}) {
+  return bundleDemo('chat', {minify, external: ['node:*']});
 }
 
 const HELP = `usage: npm run demo:chat [-- options]
@@ -58,13 +41,6 @@ options:
 Page URL parameters: model, dtype (float32|bfloat16|float16), cache_dtype, backend (webgpu|cpu),
 prompt or prompt_ids (1,4,214; several prompts: 1,4;1,5,6), max_new_tokens, temperature, top_p,
 top_k, seed, max_seq_len, warmup=0, autorun=1 (load, run once, JSON in <pre id="result">).`;
-
-function portArg(name, text) {
-  if (text === undefined || !/^\d+$/.test(text) || Number(text) > 65535) {
-    throw new Error(`${name} expects a port number 0–65535, got ${JSON.stringify(text)}`);
-  }
-  return Number(text);
-}
 
 async function main() {
   const argv = process.argv.slice(2);
@@ -97,20 +73,8 @@ async function main() {
       return;
     } else throw new Error(`unknown argument ${JSON.stringify(argv[i])} (see --help)`);
   }
-  if (build) {
-    ensureDependencies();
-    console.error('[demo:chat] bundling demos/chat/main.ts → demos/chat/dist/main.js');
-    await buildChatDemo();
-  } else if (!existsSync(path.join(chatDir, 'dist', 'main.js'))) {
-    throw new Error('--no-build: demos/chat/dist/main.js does not exist yet');
-  }
-  let started;
-  try {
-    started = await startDemoServer({port});
-  } catch (e) {
-    if (e.code === 'EADDRINUSE') throw new Error(`port ${port} is in use: pick another with --port N`);
-    throw e;
-  }
+  await prepareBundle('chat', build, buildChatDemo, 'demo:chat');
+  const started = await listenDemoServer(port);
   const pageUrl = `http://127.0.0.1:${started.port}/chat/`;
   let checkpointServer = null;
   if (checkpoint !== null) {
@@ -121,18 +85,10 @@ async function main() {
   } else {
     console.log(`[demo:chat] open ${pageUrl}  (WebGPU: a recent Chrome/Edge; elsewhere it falls back to cpu)`);
   }
-  console.log('[demo:chat] Ctrl+C to stop');
-  const stop = () => {
+  stopOnSignals('demo:chat', () => {
     checkpointServer?.close();
     started.server.close(() => process.exit(0));
-  };
-  process.on('SIGINT', stop);
-  process.on('SIGTERM', stop);
-}
-
-if (process.argv[1] && pathToFileURL(path.resolve(process.argv[1])).href === import.meta.url) {
-  main().catch((e) => {
-    console.error(`[demo:chat] ERROR: ${e.message}`);
-    process.exit(1);
   });
 }
+
+runIfMain(import.meta.url, main, 'demo:chat');

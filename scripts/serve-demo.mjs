@@ -7,7 +7,9 @@
 //   npm run demo:web -- --no-build      serve the existing bundle
 //
 // Also a module: `buildWebDemo()` and `startDemoServer({port})` are used by the page test
-// (test/e2e/demo_page.test.mjs). Only Node builtins are imported at the top level.
+// (test/e2e/demo_page.test.mjs); scripts/serve-chat.mjs serves the chat page with the same
+// server and the helpers of its command line (bundleDemo, prepareBundle, portArg,
+// listenDemoServer, stopOnSignals, runIfMain). Only Node builtins are imported at the top level.
 import {spawnSync} from 'node:child_process';
 import {existsSync, statSync, createReadStream} from 'node:fs';
 import http from 'node:http';
@@ -28,12 +30,15 @@ export function ensureDependencies(marker = 'esbuild') {
   if (r.status !== 0) throw new Error(`npm ${args[0]} failed (exit ${r.status ?? r.signal})`);
 }
 
-/** Bundles demos/web/main.ts into demos/web/dist/main.js (+ .map). */
-export async function buildWebDemo({minify = false} = {}) {
+/**
+ * Bundles demos/<name>/main.ts into demos/<name>/dist/main.js (+ .map) for the browser;
+ * `external`: imports left out of the bundle (esbuild's option).
+ */
+export async function bundleDemo(name, {minify = false, external = []} = {}) {
   const esbuild = await import('esbuild');
-  const outfile = path.join(demosDir, 'web', 'dist', 'main.js');
+  const outfile = path.join(demosDir, name, 'dist', 'main.js');
   const result = await esbuild.build({
-    entryPoints: [path.join(demosDir, 'web', 'main.ts')],
+    entryPoints: [path.join(demosDir, name, 'main.ts')],
     bundle: true,
     format: 'esm',
     platform: 'browser',
@@ -41,10 +46,40 @@ export async function buildWebDemo({minify = false} = {}) {
     sourcemap: true,
     minify,
     outfile,
+    external,
     logLevel: 'warning',
   });
-  if (result.errors.length > 0) throw new Error('esbuild failed to bundle demos/web/main.ts');
+  if (result.errors.length > 0) throw new Error(`esbuild failed to bundle demos/${name}/main.ts`);
   return outfile;
+}
+
+/** Bundles demos/web/main.ts into demos/web/dist/main.js (+ .map). */
+export function buildWebDemo({minify = false} = {}) {
+  return bundleDemo('web', {minify});
+}
+
+/**
+ * The build step of a serve script: with `build`, installs the dependencies if needed and runs
+ * `bundle()` (which writes demos/<name>/dist/main.js); without, checks that bundle is there.
+ * `tag` prefixes the log line ('demo:web').
+ */
+export async function prepareBundle(name, build, bundle, tag) {
+  const bundlePath = `demos/${name}/dist/main.js`;
+  if (build) {
+    ensureDependencies();
+    console.error(`[${tag}] bundling demos/${name}/main.ts → ${bundlePath}`);
+    await bundle();
+  } else if (!existsSync(path.join(demosDir, name, 'dist', 'main.js'))) {
+    throw new Error(`--no-build: ${bundlePath} does not exist yet`);
+  }
+}
+
+/** The value of a port option (`name`: '--port'): a whole number 0–65535, or throws. */
+export function portArg(name, text) {
+  if (text === undefined || !/^\d+$/.test(text) || Number(text) > 65535) {
+    throw new Error(`${name} expects a port number 0–65535, got ${JSON.stringify(text)}`);
+  }
+  return Number(text);
 }
 
 const TYPES = {
@@ -103,6 +138,36 @@ export function startDemoServer({port = 8080, host = '127.0.0.1'} = {}) {
   });
 }
 
+/** startDemoServer({port}) for a serve script: a port in use is said as such (pick another with --port). */
+export async function listenDemoServer(port) {
+  try {
+    return await startDemoServer({port});
+  } catch (e) {
+    if (e.code === 'EADDRINUSE') throw new Error(`port ${port} is in use: pick another with --port N`);
+    throw e;
+  }
+}
+
+/** Prints `[tag] Ctrl+C to stop` and runs `stop` on SIGINT and SIGTERM. */
+export function stopOnSignals(tag, stop) {
+  console.log(`[${tag}] Ctrl+C to stop`);
+  process.on('SIGINT', stop);
+  process.on('SIGTERM', stop);
+}
+
+/**
+ * Runs `main` when the module at `moduleUrl` (its import.meta.url) is the script node was
+ * started with; an error is printed as `[tag] ERROR: …` with exit code 1.
+ */
+export function runIfMain(moduleUrl, main, tag) {
+  if (process.argv[1] && pathToFileURL(path.resolve(process.argv[1])).href === moduleUrl) {
+    main().catch((e) => {
+      console.error(`[${tag}] ERROR: ${e.message}`);
+      process.exit(1);
+    });
+  }
+}
+
 async function main() {
   const argv = process.argv.slice(2);
   let port = 8080;
@@ -110,11 +175,7 @@ async function main() {
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     if (a === '--port' || a.startsWith('--port=')) {
-      const text = a.includes('=') ? a.slice('--port='.length) : argv[++i];
-      if (text === undefined || !/^\d+$/.test(text) || Number(text) > 65535) {
-        throw new Error(`--port expects a port number 0–65535, got ${JSON.stringify(text)}`);
-      }
-      port = Number(text);
+      port = portArg('--port', a.includes('=') ? a.slice('--port='.length) : argv[++i]);
     } else if (a === '--no-build') {
       build = false;
     } else if (a === '--help' || a === '-h') {
@@ -128,31 +189,11 @@ async function main() {
       throw new Error(`unknown argument ${JSON.stringify(a)} (see --help)`);
     }
   }
-  if (build) {
-    ensureDependencies();
-    console.error('[demo:web] bundling demos/web/main.ts → demos/web/dist/main.js');
-    await buildWebDemo();
-  } else if (!existsSync(path.join(demosDir, 'web', 'dist', 'main.js'))) {
-    throw new Error('--no-build: demos/web/dist/main.js does not exist yet');
-  }
-  let started;
-  try {
-    started = await startDemoServer({port});
-  } catch (e) {
-    if (e.code === 'EADDRINUSE') throw new Error(`port ${port} is in use: pick another with --port N`);
-    throw e;
-  }
+  await prepareBundle('web', build, buildWebDemo, 'demo:web');
+  const started = await listenDemoServer(port);
   console.log(`[demo:web] serving ${path.relative(process.cwd(), demosDir) || '.'}/ at http://127.0.0.1:${started.port}/`);
   console.log(`[demo:web] open ${started.url}  (WebGPU: a recent Chrome/Edge; elsewhere it falls back to cpu)`);
-  console.log('[demo:web] Ctrl+C to stop');
-  const stop = () => started.server.close(() => process.exit(0));
-  process.on('SIGINT', stop);
-  process.on('SIGTERM', stop);
+  stopOnSignals('demo:web', () => started.server.close(() => process.exit(0)));
 }
 
-if (process.argv[1] && pathToFileURL(path.resolve(process.argv[1])).href === import.meta.url) {
-  main().catch((e) => {
-    console.error(`[demo:web] ERROR: ${e.message}`);
-    process.exit(1);
-  });
-}
+runIfMain(import.meta.url, main, 'demo:web');

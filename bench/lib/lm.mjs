@@ -9,7 +9,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import {mlaPackHalf, PackedHalfTensor} from '../../dist/index.js';
 import {prng} from '../../demos/common/helpers.mjs';
 import {median, now, sync} from './timing.mjs';
-import {run} from './webgpu_programs.mjs';
+import {run, uniformFillProgram, uniformFillUniforms} from './webgpu_programs.mjs';
 
 /**
  * Youtu-LLM-2B (HF model_type `youtu`, tencent/Youtu-LLM-2B) as a config.json object. Sizes:
@@ -160,38 +160,16 @@ export function weightShapes(hf) {
 
 /**
  * A float32 tensor of `shape`, uniform with standard deviation `std` around `mean`,
- * deterministic in `seed`, in one pass on the device (webgpu: the hash of lib/webgpu_programs'
- * hashFillProgram with the scale and shift applied in the same program; cpu: tf.randomUniform).
+ * deterministic in `seed`, in one pass on the device (webgpu: lib/webgpu_programs'
+ * uniformFillProgram, the hash of its hashFillProgram with the scale and shift applied in the
+ * same program; cpu: tf.randomUniform).
  * tfjs spreads dispatches past 65,535 workgroups over more dimensions (the 262 M-value
  * embedding is one program).
  */
 function uniformTensor(shape, seed, std, mean = 0) {
   const half = std * Math.sqrt(3);
   if (tf.getBackend() !== 'webgpu') return tf.randomUniform(shape, mean - half, mean + half, 'float32', seed);
-  const program = {
-    shaderKey: 'mlaBenchUniformFill',
-    outputShape: shape,
-    dispatchLayout: {x: shape.map((_, i) => i)},
-    dispatch: [Math.ceil(shape.reduce((a, b) => a * b, 1) / 256), 1, 1],
-    workgroupSize: [256, 1, 1],
-    variableNames: [],
-    uniforms: 'seed : u32, halfWidth : f32, mean : f32,',
-    size: true,
-    getUserCode: () => `
-  fn pcg(v : u32) -> u32 {
-    let state = v * 747796405u + 2891336453u;
-    let word = ((state >> ((state >> 28u) + 4u)) ^ state) * 277803737u;
-    return (word >> 22u) ^ word;
-  }
-  fn main(index : i32) {
-    if (index < uniforms.size) {
-      let h = pcg(u32(index) ^ pcg(uniforms.seed));
-      setOutputAtIndex(index, uniforms.mean + (f32(h >> 8u) / 16777216.0 * 2.0 - 1.0) * uniforms.halfWidth);
-    }
-  }`,
-  };
-  return run(program, [], 'float32', [{type: 'uint32', data: [seed >>> 0]}, {type: 'float32', data: [half]},
-                                      {type: 'float32', data: [mean]}]);
+  return run(uniformFillProgram(shape), [], 'float32', uniformFillUniforms(seed, half, mean));
 }
 
 /**

@@ -1,7 +1,8 @@
 // Custom WebGPU programs of the benchmark, run through the tfjs backend's public
 // `runWebGPUProgram` on the same device as the kernels: the read and FMA probes, a trivial
-// "sync" program (a 1-float output to read back), a pseudo-random fill and a scatter that
-// writes rows into an existing tensor in place (used to fill the paged cache).
+// "sync" program (a 1-float output to read back), pseudo-random fills (uniform in ±√3, or in
+// mean ± halfWidth: the random weights of the model case, lib/lm.mjs) and a scatter that writes
+// rows into an existing tensor in place (used to fill the paged cache).
 //
 // Every constant baked into the WGSL is part of `shaderKey` (tfjs caches pipelines by it).
 import * as tf from '@tensorflow/tfjs-core';
@@ -216,18 +217,20 @@ export function fmaProbeProgram({workgroupSize, numWorkgroups, chains, width, op
 // ---- fill and scatter -----------------------------------------------------------------------
 
 /**
- * A program filling a float32 tensor of `shape` on the device with hashed values, uniform in
- * ±√3 (variance 1). The seed is a uniform: run it with `hashFillUniforms(seed)`.
+ * A program filling a float32 tensor of `shape` on the device with hashed values: the PCG hash
+ * of (index ^ PCG(seed)) gives u uniform in [-1, 1) (24 bits), and `value(u)` (a WGSL
+ * expression in u's text) is what is written. `uniforms` declares `seed : u32` and whatever
+ * `value` reads. The shared part of hashFillProgram and uniformFillProgram.
  */
-export function hashFillProgram(shape) {
+function pcgFillProgram(shaderKey, shape, uniforms, value) {
   return {
-    shaderKey: 'mlaBenchHashFill',
+    shaderKey,
     outputShape: shape,
     dispatchLayout: {x: shape.map((_, i) => i)},
     dispatch: [Math.ceil(shape.reduce((a, b) => a * b, 1) / 256), 1, 1],
     workgroupSize: [256, 1, 1],
     variableNames: [],
-    uniforms: 'seed : u32,',
+    uniforms,
     size: true,
     getUserCode: () => `
   fn pcg(v : u32) -> u32 {
@@ -238,14 +241,36 @@ export function hashFillProgram(shape) {
   fn main(index : i32) {
     if (index < uniforms.size) {
       let h = pcg(u32(index) ^ pcg(uniforms.seed));
-      setOutputAtIndex(index, (f32(h >> 8u) / 16777216.0 * 2.0 - 1.0) * 1.7320508);
+      setOutputAtIndex(index, ${value('(f32(h >> 8u) / 16777216.0 * 2.0 - 1.0)')});
     }
   }`,
   };
 }
 
+/**
+ * A program filling a float32 tensor of `shape` on the device with hashed values, uniform in
+ * ±√3 (variance 1). The seed is a uniform: run it with `hashFillUniforms(seed)`.
+ */
+export function hashFillProgram(shape) {
+  return pcgFillProgram('mlaBenchHashFill', shape, 'seed : u32,', (u) => `${u} * 1.7320508`);
+}
+
 export function hashFillUniforms(seed) {
   return [{type: 'uint32', data: [seed >>> 0]}];
+}
+
+/**
+ * The same hash, uniform in mean ± halfWidth: run it with `uniformFillUniforms(seed, halfWidth,
+ * mean)`. tfjs spreads dispatches past 65,535 workgroups over more dimensions.
+ */
+export function uniformFillProgram(shape) {
+  return pcgFillProgram('mlaBenchUniformFill', shape, 'seed : u32, halfWidth : f32, mean : f32,',
+                        (u) => `uniforms.mean + ${u} * uniforms.halfWidth`);
+}
+
+export function uniformFillUniforms(seed, halfWidth, mean) {
+  return [{type: 'uint32', data: [seed >>> 0]}, {type: 'float32', data: [halfWidth]},
+          {type: 'float32', data: [mean]}];
 }
 
 /**

@@ -13,74 +13,30 @@
 //
 //   node test/e2e/chat_page.test.mjs [--no-build] [--timeout SECONDS]
 //
+// The harness it shares with demo_page.test.mjs (arguments, Chromium, waiting, checks): ./page_harness.mjs.
+//
 // Run by `npm test` among its e2e steps (skip with `npm test -- --skip-e2e`). Exit code 0 = pass.
 // Prints one line `[e2e] PASS …` or `[e2e] FAIL …`.
-import {existsSync, mkdirSync, readdirSync, readFileSync, statSync} from 'node:fs';
+import {readdirSync, readFileSync, statSync} from 'node:fs';
 import path from 'node:path';
-import {fileURLToPath} from 'node:url';
 import {startCheckpointServer} from '../../scripts/lib/checkpoint_server.mjs';
 import {buildChatDemo} from '../../scripts/serve-chat.mjs';
 import {startDemoServer} from '../../scripts/serve-demo.mjs';
+import {check, checkNoPageErrors, launchChromium, openPage, outDir, parseArgs, prepare, printLogs, root, runTest,
+        saveScreenshot, secondsSince, waitForPage} from './page_harness.mjs';
 
-const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
-const outDir = path.join(root, 'test-output');
 const fixtureDir = path.join(root, 'test', 'fixtures', 'tiny_mla_lm');
 const expected = JSON.parse(readFileSync(path.join(fixtureDir, 'expected.json'), 'utf8'));
 const hfConfig = JSON.parse(readFileSync(path.join(fixtureDir, 'config.json'), 'utf8'));
 
-const argv = process.argv.slice(2);
-let build = true;
-let timeoutS = 600;
-for (let i = 0; i < argv.length; i++) {
-  if (argv[i] === '--no-build') build = false;
-  else if (argv[i] === '--timeout') timeoutS = Number(argv[++i]);
-  else {
-    console.error(`[e2e] unknown argument ${JSON.stringify(argv[i])}`);
-    process.exit(2);
-  }
-}
-
-// WebGPU on SwiftShader, offline-safe: the same flags as the karma launcher.
-const CHROMIUM_ARGS = JSON.parse(
-    readFileSync(new URL('../../scripts/chromium-webgpu-flags.json', import.meta.url), 'utf8'));
-
-function findChromium() {
-  return [process.env.CHROME_BIN, '/usr/bin/chromium', '/usr/bin/chromium-browser']
-    .find((c) => c && existsSync(c));
-}
-
-const failures = [];
-function check(condition, what) {
-  if (!condition) failures.push(what);
-  console.log(`[e2e]   ${condition ? 'ok  ' : 'FAIL'} ${what}`);
-}
+const {build, timeoutS} = parseArgs();
 
 /** Opens `pageUrl`, waits for data-state done|error (printing the status now and then); returns what the page shows. */
 async function runPage(browser, pageUrl, screenshotPath) {
-  const page = await browser.newPage({viewport: {width: 1100, height: 900}});
-  const logs = [];
-  page.on('console', (m) => logs.push(`console.${m.type()}: ${m.text()}`));
-  page.on('pageerror', (e) => logs.push(`pageerror: ${e.message}`));
+  const {page, logs} = await openPage(browser, {width: 1100, height: 900});
   console.log(`[e2e] ${pageUrl}`);
-  await page.goto(pageUrl);
-  const deadline = Date.now() + timeoutS * 1000;
-  let state = '';
-  let lastStatus = '';
-  while (Date.now() < deadline) {
-    state = await page.evaluate(() => document.body.dataset.state ?? '');
-    if (state === 'done' || state === 'error') break;
-    const status = await page.evaluate(() => document.getElementById('status')?.textContent ?? '');
-    if (status !== lastStatus) {
-      console.log(`[e2e]   status: ${status}`);
-      lastStatus = status;
-    }
-    await page.waitForTimeout(500);
-  }
-  if (screenshotPath) {
-    mkdirSync(outDir, {recursive: true});
-    await page.screenshot({path: screenshotPath, fullPage: true});
-    console.log(`[e2e] screenshot: ${path.relative(root, screenshotPath)}`);
-  }
+  await waitForPage(page, pageUrl, {timeoutS, pollMs: 500});
+  if (screenshotPath) await saveScreenshot(page, screenshotPath);
   const shown = await page.evaluate(() => ({
     state: document.body.dataset.state ?? '',
     error: document.body.dataset.error ?? '',
@@ -93,7 +49,7 @@ async function runPage(browser, pageUrl, screenshotPath) {
   }));
   await page.close();
   if (shown.state !== 'done' && shown.state !== 'error') {
-    logs.slice(-20).forEach((l) => console.log(`[e2e]   ${l}`));
+    printLogs(logs);
     throw new Error(`the page did not finish within ${timeoutS} s (state ${JSON.stringify(shown.state)})`);
   }
   return {...shown, logs};
@@ -101,18 +57,12 @@ async function runPage(browser, pageUrl, screenshotPath) {
 
 async function run() {
   const started = Date.now();
-  const executablePath = findChromium();
-  if (!executablePath) throw new Error('no Chromium found (set CHROME_BIN, or apt-get install chromium)');
-  if (build) {
-    console.log('[e2e] bundling demos/chat/main.ts');
-    await buildChatDemo();
-  }
-  const {chromium} = await import('playwright-core');
+  const executablePath = await prepare({build, entry: 'demos/chat/main.ts', bundle: buildChatDemo});
   const demo = await startDemoServer({port: 0});
   const checkpoint = await startCheckpointServer({root: fixtureDir, supportRange: true, host: '127.0.0.1', port: 0});
   let browser;
   try {
-    browser = await chromium.launch({executablePath, headless: true, args: CHROMIUM_ARGS});
+    browser = await launchChromium(executablePath);
     const chatUrl = `http://127.0.0.1:${demo.port}/chat/`;
 
     // 1. Greedy generation from both fixture prompts, one ragged batch, float32, webgpu.
@@ -123,7 +73,7 @@ async function run() {
     });
     const shown = await runPage(browser, `${chatUrl}?${params}`, path.join(outDir, 'chat_page.png'));
     if (shown.state !== 'done') {
-      shown.logs.slice(-20).forEach((l) => console.log(`[e2e]   ${l}`));
+      printLogs(shown.logs);
       throw new Error(`the page reports an error: ${shown.error}`);
     }
     console.log(`[e2e]   status: ${shown.status}`);
@@ -158,9 +108,7 @@ async function run() {
           `(${layers} layers × (${H}·(${N}+${R}) + ${H}·${V}) × 4)`);
     // The browser logs a console error for every 404; the loader asks for optional files
     // (tokenizer.json, tokenizer_config.json, generation_config.json) the fixture does not have.
-    const errors = shown.logs.filter((l) => (l.startsWith('pageerror') || l.startsWith('console.error')) &&
-                                            !/Failed to load resource: .*status of 404/.test(l));
-    check(errors.length === 0, `no page errors${errors.length ? `: ${errors.slice(0, 3).join(' | ')}` : ''}`);
+    checkNoPageErrors(shown.logs, {ignore: /Failed to load resource: .*status of 404/});
 
     // What the checkpoint server saw: byte ranges, no more bytes than the folder holds.
     const stats = checkpoint.stats;
@@ -179,7 +127,7 @@ async function run() {
       const size = statSync(path.join(fixtureDir, shard)).size;
       check(sent > 0 && sent <= size, `${shard}: ${sent} B sent ≤ its ${size} B (not more than the file)`);
     }
-    console.log(`[e2e] generation run finished in ${((Date.now() - started) / 1000).toFixed(1)} s ` +
+    console.log(`[e2e] generation run finished in ${secondsSince(started)} s ` +
                 `(load ${shown.loadSeconds} s, shader warm-up ${shown.warmupMs} ms)`);
 
     // 2. A checkpoint that is not there: a clear error.
@@ -196,15 +144,4 @@ async function run() {
   }
 }
 
-try {
-  await run();
-} catch (e) {
-  failures.push(e.message);
-  console.log(`[e2e] ERROR: ${e.message}`);
-}
-if (failures.length === 0) {
-  console.log('[e2e] PASS chat page (test/e2e/chat_page.test.mjs)');
-  process.exit(0);
-}
-console.log(`[e2e] FAIL chat page: ${failures.length} check(s) failed: ${failures.join('; ')}`);
-process.exit(1);
+await runTest('chat page', 'test/e2e/chat_page.test.mjs', run);

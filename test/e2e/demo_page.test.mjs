@@ -9,15 +9,15 @@
 // run: two small prompts, two decode steps) and checks the bytes per token it shows are half the
 // float32 figure of the first load.
 //
+// The harness it shares with chat_page.test.mjs (arguments, Chromium, waiting, checks): ./page_harness.mjs.
+//
 // Run by `npm test` as its last step (skip with `npm test -- --skip-e2e`). Exit code 0 = pass.
 // Prints one line `[e2e] PASS …` or `[e2e] FAIL …`.
-import {existsSync, mkdirSync, readFileSync} from 'node:fs';
 import path from 'node:path';
-import {fileURLToPath} from 'node:url';
 import {buildWebDemo, startDemoServer} from '../../scripts/serve-demo.mjs';
+import {check, checkNoPageErrors, launchChromium, openPage, outDir, parseArgs, prepare, printLogs, runTest,
+        saveScreenshot, secondsSince, waitForPage} from './page_harness.mjs';
 
-const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
-const outDir = path.join(root, 'test-output');
 const screenshot = path.join(outDir, 'demo_page.png');
 
 // The sizes the page runs with (its defaults, spelled out so the checks below can use them;
@@ -28,28 +28,7 @@ let STEPS = 24;
 /** The reduced-precision load: its own small batch (decode path only: prompts ≤ 8 tokens). */
 const HALF_LOAD = {cacheDtype: 'bfloat16', prompts: [6, 3], steps: 2};
 
-const argv = process.argv.slice(2);
-let build = true;
-let timeoutS = 600;
-let extraParams = '';
-for (let i = 0; i < argv.length; i++) {
-  if (argv[i] === '--no-build') build = false;
-  else if (argv[i] === '--timeout') timeoutS = Number(argv[++i]);
-  else if (argv[i] === '--url-params') extraParams = argv[++i] ?? '';
-  else {
-    console.error(`[e2e] unknown argument ${JSON.stringify(argv[i])}`);
-    process.exit(2);
-  }
-}
-
-// WebGPU on SwiftShader, offline-safe: the same flags as the karma launcher.
-const CHROMIUM_ARGS = JSON.parse(
-    readFileSync(new URL('../../scripts/chromium-webgpu-flags.json', import.meta.url), 'utf8'));
-
-function findChromium() {
-  return [process.env.CHROME_BIN, '/usr/bin/chromium', '/usr/bin/chromium-browser']
-    .find((c) => c && existsSync(c));
-}
+const {build, timeoutS, extraParams} = parseArgs({'--url-params': 'extraParams'});
 
 const screenshotHalf = path.join(outDir, 'demo_page_bf16.png');
 
@@ -59,27 +38,12 @@ const screenshotHalf = path.join(outDir, 'demo_page_bf16.png');
  * in an error or runs past --timeout).
  */
 async function loadAndRead(page, pageUrl, logs, screenshotPath) {
-  await page.goto(pageUrl);
-  const deadline = Date.now() + timeoutS * 1000;
-  let state = '';
-  let lastStatus = '';
-  while (Date.now() < deadline) {
-    state = await page.evaluate(() => document.body.dataset.state ?? '');
-    if (state === 'done' || state === 'error') break;
-    const status = await page.evaluate(() => document.getElementById('status')?.textContent ?? '');
-    if (status !== lastStatus) {
-      console.log(`[e2e]   status: ${status}`);
-      lastStatus = status;
-    }
-    await page.waitForTimeout(1000);
-  }
-  mkdirSync(outDir, {recursive: true});
-  await page.screenshot({path: screenshotPath, fullPage: true});
-  console.log(`[e2e] screenshot: ${path.relative(root, screenshotPath)}`);
+  const state = await waitForPage(page, pageUrl, {timeoutS, pollMs: 1000});
+  await saveScreenshot(page, screenshotPath);
 
   if (state !== 'done') {
     const error = await page.evaluate(() => document.body.dataset.error ?? '');
-    logs.slice(-20).forEach((l) => console.log(`[e2e]   ${l}`));
+    printLogs(logs);
     throw new Error(state === 'error' ? `the page reports an error: ${error}` :
                                         `the run did not finish within ${timeoutS} s (state ${JSON.stringify(state)})`);
   }
@@ -108,29 +72,14 @@ async function loadAndRead(page, pageUrl, logs, screenshotPath) {
   return read;
 }
 
-const failures = [];
-function check(condition, what) {
-  if (!condition) failures.push(what);
-  console.log(`[e2e]   ${condition ? 'ok  ' : 'FAIL'} ${what}`);
-}
-
 async function run() {
   const started = Date.now();
-  const executablePath = findChromium();
-  if (!executablePath) throw new Error('no Chromium found (set CHROME_BIN, or apt-get install chromium)');
-  if (build) {
-    console.log('[e2e] bundling demos/web/main.ts');
-    await buildWebDemo();
-  }
-  const {chromium} = await import('playwright-core');
+  const executablePath = await prepare({build, entry: 'demos/web/main.ts', bundle: buildWebDemo});
   const {server, url} = await startDemoServer({port: 0});
   let browser;
   try {
-    browser = await chromium.launch({executablePath, headless: true, args: CHROMIUM_ARGS});
-    const page = await browser.newPage({viewport: {width: 1200, height: 900}});
-    const logs = [];
-    page.on('console', (m) => logs.push(`console.${m.type()}: ${m.text()}`));
-    page.on('pageerror', (e) => logs.push(`pageerror: ${e.message}`));
+    browser = await launchChromium(executablePath);
+    const {page, logs} = await openPage(browser, {width: 1200, height: 900});
     const params = new URLSearchParams({
       ...Object.fromEntries(Object.entries(SIZES).map(([k, v]) => [k, String(v)])),
       prompts: PROMPTS.join(','), steps: String(STEPS), backend: 'webgpu',
@@ -167,17 +116,13 @@ async function run() {
           `the latency chart plots ${STEPS} decode steps (${read.latencyPoints.join(', ')})`);
     check(read.memoryPoints.length === 3 && read.memoryPoints.every((n) => n === STEPS + 2),
           `the memory chart plots 3 series of ${STEPS + 2} points (${read.memoryPoints.join(', ')})`);
-    const errors = logs.filter((l) => l.startsWith('pageerror') || l.startsWith('console.error'));
-    check(errors.length === 0, `no page errors${errors.length ? `: ${errors.slice(0, 3).join(' | ')}` : ''}`);
-    console.log(`[e2e] page run finished in ${((Date.now() - started) / 1000).toFixed(1)} s`);
+    checkNoPageErrors(logs);
+    console.log(`[e2e] page run finished in ${secondsSince(started)} s`);
     await page.close();
 
     // Once more with a bfloat16 cache, a short run: the bytes per token are half the float32 figure.
     const halfStarted = Date.now();
-    const halfPage = await browser.newPage({viewport: {width: 1200, height: 900}});
-    const halfLogs = [];
-    halfPage.on('console', (m) => halfLogs.push(`console.${m.type()}: ${m.text()}`));
-    halfPage.on('pageerror', (e) => halfLogs.push(`pageerror: ${e.message}`));
+    const {page: halfPage, logs: halfLogs} = await openPage(browser, {width: 1200, height: 900});
     const halfParams = new URLSearchParams(params);
     halfParams.set('cacheDtype', HALF_LOAD.cacheDtype);
     halfParams.set('prompts', HALF_LOAD.prompts.join(','));
@@ -197,24 +142,12 @@ async function run() {
     check(Number.isFinite(half.maxDiff) && half.maxRef > 0 && half.maxDiff / half.maxRef < 1e-3,
           `bfloat16 load: agrees with the cpu reference on a bfloat16 cache (max |Δ| ${half.maxDiff} = ` +
           `${(half.maxDiff / half.maxRef).toExponential(2)} of max|y|)`);
-    const halfErrors = halfLogs.filter((l) => l.startsWith('pageerror') || l.startsWith('console.error'));
-    check(halfErrors.length === 0, `bfloat16 load: no page errors${halfErrors.length ? `: ${halfErrors.slice(0, 3).join(' | ')}` : ''}`);
-    console.log(`[e2e] bfloat16 load finished in ${((Date.now() - halfStarted) / 1000).toFixed(1)} s`);
+    checkNoPageErrors(halfLogs, {label: 'bfloat16 load: '});
+    console.log(`[e2e] bfloat16 load finished in ${secondsSince(halfStarted)} s`);
   } finally {
     if (browser) await browser.close().catch(() => {});
     server.close();
   }
 }
 
-try {
-  await run();
-} catch (e) {
-  failures.push(e.message);
-  console.log(`[e2e] ERROR: ${e.message}`);
-}
-if (failures.length === 0) {
-  console.log('[e2e] PASS demo page (test/e2e/demo_page.test.mjs)');
-  process.exit(0);
-}
-console.log(`[e2e] FAIL demo page: ${failures.length} check(s) failed: ${failures.join('; ')}`);
-process.exit(1);
+await runTest('demo page', 'test/e2e/demo_page.test.mjs', run);
