@@ -59,6 +59,13 @@ describeEachBackend('models: tiny_mla_lm over HTTP', () => {
       expect(counter.statuses.filter((s) => s === 404).length).toBe(3);  // no tokenizer or generation config
       expect(lm.loadStats.wholeFileReads).toEqual([]);
       expect(progress[progress.length - 1]).toBe(1);
+      if (tf.getBackend() === 'webgpu') {
+        // Before any step the weights are on the GPU only: no host copy of the model is kept.
+        const tensorMap = (tf.backend() as unknown as {tensorMap: {get(id: object): {values: unknown}}}).tensorMap;
+        const variables = lm.layers.flatMap((layer) => layer.weights);
+        expect(variables.length).toBe(3 * 7);
+        expect(variables.filter((v) => tensorMap.get(v.read().dataId).values != null).map((v) => v.name)).toEqual([]);
+      }
       await expectFixtureBar(lm, expected, 'float32');
       if (tf.getBackend() === 'webgpu') {
         // One decode step of one token: 13 dispatches per layer (norm, attention 7 with q-LoRA,

@@ -80,9 +80,13 @@ export async function loadCausalLM(source: string|URL, options: LoadCausalLMOpti
   const weights: Record<string, ModelWeight> = {};
   try {
     await readCheckpointTensors(folder, expected, (tensor, bytes) => {
-      weights[tensor.name] = toWeight(bytes, tensor.entry.dtype as SupportedSafetensorsDtype,
-                                      tensor.entry.shape, dtype);
-    }, (loadedBytes, totalBytes, file) => onProgress?.({loadedBytes, totalBytes, file}));
+      const weight = toWeight(bytes, tensor.entry.dtype as SupportedSafetensorsDtype, tensor.entry.shape, dtype);
+      weights[tensor.name] = weight;
+      uploadNow(weight instanceof PackedHalfTensor ? weight.words : weight);
+    }, (loadedBytes, totalBytes, file) => {
+      submitUploads();
+      onProgress?.({loadedBytes, totalBytes, file});
+    });
     const lm = CausalLM.fromStateDict(hfConfig, weights, modelOptions, {
       tokenizer, stopTokens: stopTokensOf(generationText, folder.where),
     });
@@ -109,6 +113,30 @@ function toWeight(bytes: Uint8Array, fileDtype: SupportedSafetensorsDtype, shape
   }
   const words = packHalf(decodeSafetensorsValues(bytes, fileDtype, count), dtype);
   return new PackedHalfTensor(tf.tensor(words, packedWordsShape(shape), 'int32'), dtype, shape);
+}
+
+/**
+ * On webgpu, copies the tensor's values to the GPU now: tfjs keeps a new tensor's values on the
+ * host until a kernel first reads it, which would hold a second, host copy of the whole model
+ * until the first step (gigabytes in a tab). Once uploaded, tfjs drops the host values.
+ */
+function uploadNow(tensor: tf.Tensor): void {
+  if (tf.getBackend() !== 'webgpu') return;
+  (tf.backend() as unknown as WebGPUUploads).uploadToGPU?.(tensor.dataId);
+}
+
+/** Submits the recorded uploads, so staging buffers (reused GPU buffers) are freed per read. */
+function submitUploads(): void {
+  if (tf.getBackend() !== 'webgpu') return;
+  const backend = tf.backend() as unknown as WebGPUUploads;
+  if (backend.commandEncoder != null) backend.submitQueue?.();  // null: nothing recorded
+}
+
+/** The parts of tfjs's WebGPUBackend the loader uses (not in its public types). */
+interface WebGPUUploads {
+  uploadToGPU?: (dataId: object) => void;
+  submitQueue?: () => void;
+  commandEncoder?: object|null;
 }
 
 /** generation_config.json's eos_token_id (a number or a list), when present. */
