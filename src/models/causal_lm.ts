@@ -16,7 +16,7 @@ import {PackedHalfTensor} from '../precision/packed.js';
 import {RotaryEmbedding} from '../rope/rotary_embedding.js';
 import {CausalLMConfig, decoderWeightShapes, parseCausalLMConfig} from './config.js';
 import {sampleToken, SamplingOptions, seededUniform} from './sampling.js';
-import type {GenerateOptions, LMTokenizer, ModelWeightDtype} from './types.js';
+import type {GenerateOptions, LMSession, LMTokenizer, ModelWeightDtype} from './types.js';
 
 /** The model's sizes and storage: loadCausalLM's options without the loading ones. */
 export interface CausalLMOptions {
@@ -286,7 +286,7 @@ export class CausalLM {
   async logits(ids: number[]): Promise<Float32Array> {
     this.assertLive('logits');
     this.checkIds('logits ids', ids);
-    this.checkCapacity('logits ids', [ids.length]);
+    this.checkCapacity('logits ids', [{rows: ids.length, seqId: null}]);
     const seqId = this.claimSequence();
     try {
       // The final hidden rows, then the head over blocks of rows: [T, vocab] never sits on the
@@ -327,28 +327,92 @@ export class CausalLM {
     prompts.forEach((prompt, i) => this.checkIds(`generate prompts[${i}]`, prompt));
     const opts = this.checkGenerateOptions(options);
     // The last new token is not fed back: each sequence writes prompt + maxNewTokens − 1 rows.
-    this.checkCapacity('generate prompts', prompts.map((p) => p.length + opts.maxNewTokens - 1), opts.maxNewTokens);
+    this.checkCapacity('generate prompts', prompts.map((p) => ({rows: p.length + opts.maxNewTokens - 1, seqId: null})),
+                       opts.maxNewTokens);
     const seqIds = prompts.map(() => this.claimSequence());
-    const out: number[][] = prompts.map(() => []);
-    const uniform = seededUniform(opts.seed);
     try {
-      let active = prompts.map((_, i) => i);
-      let inputs = prompts.map((p) => [...p]);
-      while (active.length > 0) {
-        const logits = this.step(active.map((i) => seqIds[i]), inputs, 'lastLogits');
-        const chosen = await this.choose(logits, opts, uniform);
-        const next: number[] = [];
-        chosen.forEach((token, k) => {
-          const i = active[k];
-          out[i].push(token);
-          opts.onToken?.(token, i);
-          if (!opts.stopTokens.has(token) && out[i].length < opts.maxNewTokens) next.push(i);
-        });
-        active = next;
-        inputs = next.map((i) => [out[i][out[i].length - 1]]);
-      }
+      return await this.runGeneration(seqIds, prompts.map((p) => [...p]), opts);
     } finally {
       if (!this.disposed) seqIds.forEach((seqId) => this.cache.release(seqId));
+    }
+  }
+
+  /**
+   * A sequence that stays in the cache between generate calls — a conversation: each call feeds
+   * only the tokens that are new since the last one (the last generated token, then `input`), so
+   * earlier turns are not prefilled again. Dispose it to free its pages.
+   */
+  createSession(): LMSession {
+    this.assertLive('createSession');
+    const seqId = this.claimSequence();
+    const tokens: number[] = [];   // the sequence so far
+    let cached = 0;                // how many of them are in the cache
+    let state: 'idle'|'running'|'failed'|'disposed' = 'idle';
+    const assertUsable = (what: string) => {
+      if (state === 'disposed' || this.disposed) throw new Error(`LMSession ${what}: the session has been disposed`);
+      if (state === 'running') throw new Error(`LMSession ${what}: a generate of this session is still running (await it first)`);
+      if (state === 'failed') {
+        throw new Error(`LMSession ${what}: an earlier generate of this session failed; its cache rows are ` +
+                        `undefined: dispose it and create a new session`);
+      }
+    };
+    return {
+      get tokens() {
+        return [...tokens];
+      },
+      generate: async (input: number[], options: GenerateOptions) => {
+        assertUsable('generate');
+        if (!Array.isArray(input) || (input.length === 0 && tokens.length === 0)) {
+          throw new Error(`LMSession generate input: expected an array of token ids (non-empty for a new ` +
+                          `session), got ${describe(input)}`);
+        }
+        if (input.length > 0) this.checkIds('LMSession generate input', input);
+        const opts = this.checkGenerateOptions(options);
+        const feed = [...tokens.slice(cached), ...input];
+        this.checkCapacity('LMSession generate input',
+                           [{rows: cached + feed.length + opts.maxNewTokens - 1, seqId}], opts.maxNewTokens);
+        state = 'running';
+        try {
+          const [out] = await this.runGeneration([seqId], [feed], {...opts, onToken: opts.onToken &&
+                                                                   ((token: number) => opts.onToken!(token, 0))});
+          tokens.push(...input, ...out);
+          cached = tokens.length - 1;  // the last new token is not fed yet
+          state = 'idle';
+          return out;
+        } catch (e) {
+          state = 'failed';
+          throw e;
+        }
+      },
+      dispose: () => {
+        if (state === 'disposed') return;
+        state = 'disposed';
+        if (!this.disposed && this.cache.contains(seqId)) this.cache.release(seqId);
+      },
+    };
+  }
+
+  /**
+   * The decode loop of generate: inputs[b] are sequence seqIds[b]'s tokens to feed first; then
+   * one token per running sequence per step. The new tokens per sequence.
+   */
+  private async runGeneration(seqIds: number[], inputs: number[][], opts: CheckedGenerateOptions): Promise<number[][]> {
+    const out: number[][] = seqIds.map(() => []);
+    const uniform = seededUniform(opts.seed);
+    let active = seqIds.map((_, i) => i);
+    let feed = inputs;
+    while (active.length > 0) {
+      const logits = this.step(active.map((i) => seqIds[i]), feed, 'lastLogits');
+      const chosen = await this.choose(logits, opts, uniform);
+      const next: number[] = [];
+      chosen.forEach((token, k) => {
+        const i = active[k];
+        out[i].push(token);
+        opts.onToken?.(token, i);
+        if (!opts.stopTokens.has(token) && out[i].length < opts.maxNewTokens) next.push(i);
+      });
+      active = next;
+      feed = next.map((i) => [out[i][out[i].length - 1]]);
     }
     return out;
   }
@@ -486,9 +550,13 @@ export class CausalLM {
     });
   }
 
-  /** Whether sequences of `lengths` cache rows fit the rope table and the free pages. */
-  private checkCapacity(what: string, lengths: number[], maxNewTokens?: number): void {
+  /**
+   * Whether sequences that will hold `rows` cache rows fit the rope table and the free pages
+   * (a sequence already in the cache, `seqId`, has some of its pages).
+   */
+  private checkCapacity(what: string, sequences: Array<{rows: number, seqId: number|null}>, maxNewTokens?: number): void {
     const more = maxNewTokens === undefined ? '' : ` + maxNewTokens ${maxNewTokens} − 1`;
+    const lengths = sequences.map((s) => s.rows);
     lengths.forEach((length, i) => {
       if (length > this.maxSeqLen) {
         throw new Error(`${what}${lengths.length > 1 || maxNewTokens !== undefined ? `[${i}]` : ''}: ` +
@@ -497,10 +565,11 @@ export class CausalLM {
       }
     });
     const pageSize = this.cache.params.pageSize;
-    const pages = lengths.reduce((sum, length) => sum + Math.ceil(length / pageSize), 0);
+    const pages = sequences.reduce((sum, {rows, seqId}) =>
+        sum + Math.ceil(rows / pageSize) - (seqId === null ? 0 : this.cache.pagesOf(seqId).length), 0);
     if (pages > this.cache.numFreePages) {
       throw new Error(`${what}: the cache is too small: ${lengths.length} sequence(s) of ` +
-                      `${lengths.join(', ')} tokens (prompt${more}) need ${pages} pages of ${pageSize} ` +
+                      `${lengths.join(', ')} tokens (prompt${more}) need ${pages} more pages of ${pageSize} ` +
                       `tokens, ${this.cache.numFreePages} are free (totalNumPages ${this.cache.totalNumPages}, ` +
                       `a loadCausalLM option)`);
     }

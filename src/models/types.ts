@@ -49,6 +49,24 @@ export interface GenerateOptions {
   onToken?: (token: number, sequence: number) => void;
 }
 
+/**
+ * A sequence kept in the model's cache across generate calls (`lm.createSession()`): a
+ * conversation whose earlier turns are not prefilled again.
+ */
+export interface LMSession {
+  /** The sequence so far: every input and generated token, in order. */
+  readonly tokens: number[];
+  /**
+   * Appends `input` (after the tokens generated last time) and generates, as CausalLM.generate
+   * does for one prompt (onToken's sequence index is 0); the new tokens become part of the
+   * session. `input` may be empty to continue. One call at a time; after a failed call the
+   * session refuses further calls (dispose it).
+   */
+  generate(input: number[], options: GenerateOptions): Promise<number[]>;
+  /** Frees the session's cache pages. */
+  dispose(): void;
+}
+
 /** A chat message for `tokenizer.applyChatTemplate`. */
 export interface ChatMessage {
   role: 'system'|'user'|'assistant'|string;

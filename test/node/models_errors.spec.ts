@@ -185,7 +185,7 @@ describe('models: CausalLM arguments and generate options (cpu)', () => {
     await expectFailure(() => lm.generate([expected.prompts[1]], {maxNewTokens: 240}),
                         [/generate prompts\[0\]: 258 tokens/, /maxSeqLen 256/]);
     await expectFailure(() => lm.generate([expected.prompts[1], expected.prompts[1], expected.prompts[1]],
-                                          {maxNewTokens: 100}), [/the cache is too small/, /need 6 pages/, /4 are free/]);
+                                          {maxNewTokens: 100}), [/the cache is too small/, /need 6 more pages/, /4 are free/]);
     expect(lm.cache.numFreePages).toBe(4);
     expect(await lm.generate([expected.prompts[0]], {maxNewTokens: 12})).toEqual([expected.greedy[0]]);
     expect(lm.cache.numFreePages).toBe(4);
@@ -228,6 +228,38 @@ describe('models: CausalLM arguments and generate options (cpu)', () => {
       for (let i = 0; i < 512; i++) diff = Math.max(diff, Math.abs(got[i] - want[i]));
       expect(diff).toBeLessThan(1e-4);
     }
+  });
+
+  it('a session continues where it stopped: two calls give the tokens one call gives', async () => {
+    const session = lm.createSession();
+    try {
+      const first = await session.generate(expected.prompts[0], {maxNewTokens: 5});
+      const seen: number[] = [];
+      const rest = await session.generate([], {maxNewTokens: 7, onToken: (t, i) => seen.push(i === 0 ? t : -1)});
+      expect([...first, ...rest]).toEqual(expected.greedy[0]);
+      expect(seen).toEqual(rest);
+      expect(session.tokens).toEqual([...expected.prompts[0], ...expected.greedy[0]]);
+      // A new turn: the cached rows plus [the last token, input] equal a fresh run of the whole sequence.
+      const turn = [1, 4, 214];
+      const fresh = await lm.generate([[...session.tokens, ...turn]], {maxNewTokens: 4});
+      expect(await session.generate(turn, {maxNewTokens: 4})).toEqual(fresh[0]);
+    } finally {
+      session.dispose();
+    }
+    expect(lm.cache.numFreePages).toBe(4);
+  });
+
+  it('a session refuses overlapping calls, calls after dispose, and what does not fit', async () => {
+    const session = lm.createSession();
+    const running = session.generate(expected.prompts[1], {maxNewTokens: 2});
+    await expectFailure(() => session.generate([5], {maxNewTokens: 1}), [/still running/]);
+    await running;
+    await expectFailure(() => session.generate([5], {maxNewTokens: 250}), [/LMSession generate input/, /maxSeqLen 256/]);
+    const empty = lm.createSession();
+    await expectFailure(() => empty.generate([], {maxNewTokens: 1}), [/non-empty for a new session/]);
+    empty.dispose();
+    session.dispose();
+    await expectFailure(() => session.generate([5], {maxNewTokens: 1}), [/disposed/]);
   });
 
   it('a disposed model says so', async () => {
