@@ -11,7 +11,7 @@ import '@tensorflow/tfjs-backend-cpu';
 import '@tensorflow/tfjs-backend-webgpu';
 import {FUSED_ROPE, MLA_DECODE, MLA_PREFILL, type KVCacheDtype} from '../../src/index.js';
 import {loadCausalLM} from '../../src/models/index.js';
-import type {ChatMessage, GenerateOptions, LoadProgress, ModelWeightDtype} from '../../src/models/types.js';
+import type {ChatMessage, GenerateOptions, LMSession, LoadProgress, ModelWeightDtype} from '../../src/models/types.js';
 
 type CausalLM = Awaited<ReturnType<typeof loadCausalLM>>;
 
@@ -221,6 +221,8 @@ class ChatPage {
   private backend = '';
   /** The conversation so far (with a tokenizer). */
   private messages: ChatMessage[] = [];
+  /** The conversation's tokens in the model's cache (with a chat template): each turn feeds only what is new. */
+  private session: LMSession|null = null;
   private busy = false;
 
   constructor(private readonly params: PageParams) {}
@@ -249,6 +251,7 @@ class ChatPage {
     });
     byId('clear-button').addEventListener('click', () => {
       this.messages = [];
+      this.endSession();
       byId('messages').replaceChildren();
     });
   }
@@ -345,6 +348,7 @@ class ChatPage {
   private setupChat(): void {
     const lm = this.lm!;
     this.messages = [];
+    this.endSession();
     byId('messages').replaceChildren();
     const input = byId<HTMLTextAreaElement>('input');
     if (lm.tokenizer) {
@@ -356,6 +360,12 @@ class ChatPage {
       byId('mode-note').textContent = 'no tokenizer: each message is a fresh prompt of token ids; replies show ids';
     }
     byId('chat').hidden = false;
+  }
+
+  /** Frees the conversation's cache pages. */
+  private endSession(): void {
+    this.session?.dispose();
+    this.session = null;
   }
 
   private stopTokens(): number[] {
@@ -412,7 +422,20 @@ class ChatPage {
       prompt = lm.tokenizer.hasChatTemplate ? lm.tokenizer.applyChatTemplate(pending) : lm.tokenizer.encode(text);
       input.value = '';
       this.addMessage('user', text);
-      const result = await this.run([prompt], this.generateOptions());
+      let session: LMSession|null = null;
+      if (lm.tokenizer.hasChatTemplate) {
+        // The rendered conversation normally extends what the cache holds; when it does not (the
+        // reply re-tokenizes differently), start over with the whole conversation.
+        const held = this.session?.tokens ?? [];
+        if (this.session === null || held.length > prompt.length || held.some((t, i) => t !== prompt[i])) {
+          this.endSession();
+          this.session = lm.createSession();
+        } else {
+          prompt = prompt.slice(held.length);
+        }
+        session = this.session;
+      }
+      const result = await this.run([prompt], this.generateOptions(), session);
       const reply = result.text?.[0] ?? '';
       this.messages = lm.tokenizer.hasChatTemplate ? [...pending, {role: 'assistant', content: reply}] : [];
     } else {
@@ -427,7 +450,8 @@ class ChatPage {
    * One generate call over `prompts` (one ragged batch), streaming each prompt's reply into a
    * message, timing prefill (to the first token) and decode, and showing the cache bytes.
    */
-  async run(prompts: number[][], options: Omit<GenerateOptions, 'onToken'>): Promise<RunResult> {
+  async run(prompts: number[][], options: Omit<GenerateOptions, 'onToken'>, session: LMSession|null = null):
+      Promise<RunResult> {
     const lm = this.lm!;
     const tokenizer = lm.tokenizer;
     this.busy = true;
@@ -457,19 +481,21 @@ class ChatPage {
     const started = performance.now();
     let out: number[][];
     try {
-      out = await lm.generate(prompts, {
-        ...options,
-        onToken: (token, b) => {
-          if (firstTokenAt === 0) firstTokenAt = performance.now();
-          tokens[b].push(token);
-          generated++;
-          show(b);
-          const ms = performance.now() - firstTokenAt;
-          if (generated > prompts.length && ms > 0) {
-            setStatus(`Generating: ${fmtInt(generated)} tokens, ${fmtRate(generated - prompts.length, ms)} decode`);
-          }
-        },
-      });
+      const onToken = (token: number, b: number) => {
+        if (firstTokenAt === 0) firstTokenAt = performance.now();
+        tokens[b].push(token);
+        generated++;
+        show(b);
+        const ms = performance.now() - firstTokenAt;
+        if (generated > prompts.length && ms > 0) {
+          setStatus(`Generating: ${fmtInt(generated)} tokens, ${fmtRate(generated - prompts.length, ms)} decode`);
+        }
+      };
+      out = session !== null ? [await session.generate(prompts[0], {...options, onToken})] :
+                               await lm.generate(prompts, {...options, onToken});
+    } catch (e) {
+      if (session !== null) this.endSession();  // a failed session refuses further turns
+      throw e;
     } finally {
       this.busy = false;
       byId<HTMLButtonElement>('send-button').disabled = false;
@@ -490,7 +516,7 @@ class ChatPage {
     const decodeTps = decodeTokens > 0 && decodeMs > 0 ? decodeTokens / (decodeMs / 1000) : null;
     // The conversation's tokens: the prompts and the new tokens (the cache holds them all but
     // the last of each sequence, which is chosen and never fed back).
-    const held = prefillTokens + out.reduce((s, t) => s + t.length, 0);
+    const held = session !== null ? session.tokens.length : prefillTokens + out.reduce((s, t) => s + t.length, 0);
     const latent = held * lm.cacheBytesPerToken;
     const standard = held * lm.standardCacheBytesPerToken;
     setStat('stat-prefill', `${fmtRate(prefillTokens, ttft)} (${fmtInt(prefillTokens)} prompt tokens)`, prefillTps);
