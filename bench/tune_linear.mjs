@@ -45,7 +45,7 @@ const layout = linearLayout([M, K], [N, K], null, false);
 for (const [NB, workgroupSize] of configs) {
   const make = () => new LinearProgram({
     rowsPerInvocation: Math.min(M, MAX_ROWS_PER_INVOCATION), colsPerInvocation: NB, workgroupSize,
-    vectorWidth: linearVectorWidth(layout), secondWeight: false, rmsNorm: false, ropeTail: null, weightDtype: 'float32',
+    vectorWidth: linearVectorWidth(layout), secondWeight: false, rmsNorm: false, residual: false, ropeTail: null, weightDtype: 'float32',
   }, {...layout, eps: 0, tail: null}, layout.outputShape);
   const run = () => {
     const program = make();

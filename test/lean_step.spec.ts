@@ -137,13 +137,12 @@ describe('lean step: a 4-layer stack sharing one cache on webgpu', () => {
 });
 
 describeEachBackend('lean step: the step plan', (backend) => {
-  function oneLayer(bufferSize = 16384) {
-    const {layers} = stackArgs(null, 4, `plan_${backend}_${bufferSize}`);
+  function oneLayer(bufferSize = 16384, graphMode: 'prefill'|'decode' = 'prefill') {
+    const {layers} = stackArgs(null, 4, `plan_${backend}_${bufferSize}_${graphMode}`);
     const layer = new mla.LatentAttentionWithRope({
       rope: layers[0].rope, numAttentionHeads: SMALL.numHeads, numKeyValueHeads: SMALL.numHeads,
       hiddenSize: SMALL.hiddenSize, kvParams: layers[0].kvParams, kvLoraRank: SMALL.kvLoraRank,
-      qkNopeHeadDim: SMALL.nope, qkRopeHeadDim: SMALL.rope, vHeadDim: SMALL.v, bufferSize,
-      graphMode: 'prefill',
+      qkNopeHeadDim: SMALL.nope, qkRopeHeadDim: SMALL.rope, vHeadDim: SMALL.v, bufferSize, graphMode,
     });
     const weights: Record<string, tf.Tensor> = {};
     for (const [name, {shape, values}] of weightValues(layer, 5)) weights[name] = tf.tensor(values, shape);
@@ -178,6 +177,45 @@ describeEachBackend('lean step: the step plan', (backend) => {
     cache.dispose();
     layer.dispose();
     layer.rope.dispose();
+  });
+
+  it('forward adds a residual inside o_proj: forward + residual on both paths; a wrong one is refused', async () => {
+    for (const graphMode of ['prefill', 'decode'] as const) {
+      const layer = oneLayer(16384, graphMode);
+      // The decode path makes the absorbed W_UK / W_UV on its first step and keeps them: not a leak.
+      const warmUp = new mla.PagedKVCache(layer.kvParams, {totalNumPages: 1});
+      warmUp.claim(0);
+      tf.tidy(() => layer.forward(tf.zeros([1, SMALL.hiddenSize]) as tf.Tensor2D,
+                                  {kvCollection: warmUp.fetch([0], [1]), inputRowOffsets: [0, 1]}));
+      warmUp.dispose();
+      await expectNoNewTensors(async () => {
+        const x = tf.randomNormal([5, SMALL.hiddenSize], 0, 1, 'float32', 3) as tf.Tensor2D;
+        const residual = tf.randomNormal([5, SMALL.hiddenSize], 0, 1, 'float32', 4) as tf.Tensor2D;
+        const outputs: tf.Tensor2D[] = [];
+        for (const withResidual of [false, true]) {
+          const cache = new mla.PagedKVCache(layer.kvParams, {totalNumPages: 16});
+          cache.claim(0);
+          const kvCollection = cache.fetch([0], [5]);
+          outputs.push(layer.forward(x, {kvCollection, inputRowOffsets: [0, 5], ...(withResidual ? {residual} : {})}));
+          cache.step([0], [5]);
+          cache.dispose();
+        }
+        const want = tf.add(outputs[0], residual);
+        expectClose(await outputs[1].data(), await want.data(), 1e-5, `${backend} ${graphMode}: forward with a residual`);
+        const cache = new mla.PagedKVCache(layer.kvParams, {totalNumPages: 16});
+        cache.claim(0);
+        const kvCollection = cache.fetch([0], [5]);
+        const wrong = tf.zeros([4, SMALL.hiddenSize]) as tf.Tensor2D;
+        expect(() => layer.forward(x, {kvCollection, inputRowOffsets: [0, 5], residual: wrong}))
+            .toThrowError(new RegExp(`forward residual: expected a float32 tensor of x's shape \\[5, ${SMALL.hiddenSize}\\], ` +
+                                     `got float32 \\[4, ${SMALL.hiddenSize}\\]`));
+        expect(cache.numFreePages).toBe(16);  // the failed step's pages went back
+        cache.dispose();
+        tf.dispose([x, residual, want, wrong, ...outputs]);
+      }, `residual ${graphMode}`);
+      layer.dispose();
+      layer.rope.dispose();
+    }
   });
 
   it('refuses a prefillMetadata made for an earlier step; accepts one of another bufferSize', async () => {

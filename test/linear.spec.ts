@@ -88,6 +88,47 @@ describeEachBackend('mlaLinear', (backend) => {
        }
      });
 
+  it('residual: y = residual + x·wᵀ in the product, with w2, gamma, 16-bit weights and a tokens-first batch', async () => {
+    for (const [m, k, n] of [[1, 36, 17], [9, 130, 5], [20, 64, 576]]) {
+      const xv = randomValues(m * k, 3 * m + k, 1.5);
+      const wv = randomValues(n * k, 5 * n + k, 0.05);
+      const rv = randomValues(m * n, 7 * m + n, 2);
+      const expected = reference(xv, wv, m, k, n).map((v, i) => v + rv[i]);
+      const tolerance = 1e-5 * k * maxAbs(xv) * maxAbs(wv) + 1e-6 * maxAbs(rv);
+      await expectNoNewTensors(async () => {
+        const [x, w, residual] = [tf.tensor2d(xv, [m, k]), tf.tensor2d(wv, [n, k]), tf.tensor2d(rv, [m, n])];
+        const y = mla.mlaLinear(x, w, {residual});
+        expectClose(await y.data(), expected, tolerance, `${backend} residual M=${m} K=${k} N=${n}`);
+        // With every other option: the sum equals the product without the residual, plus it.
+        const gamma = tf.tensor1d(randomValues(k, k, 1));
+        const half = Math.floor(n / 2) || 1;
+        const [wa, wb] = [tf.slice(w, [0, 0], [half, k]), tf.slice(w, [half, 0], [n - half, k])];
+        const packed = mla.mlaPackHalf(wa, 'bfloat16');
+        const packedB = mla.mlaPackHalf(wb, 'bfloat16');
+        const options = {gamma, normEps: 1e-6, w2: packedB as tf.Tensor2D, weightDtype: 'bfloat16' as const};
+        const plain = mla.mlaLinear(x, packed as tf.Tensor2D, options);
+        const summed = mla.mlaLinear(x, packed as tf.Tensor2D, {...options, residual});
+        const want = Array.from(await plain.data(), (v, i) => v + rv[i]);
+        expectClose(await summed.data(), Float64Array.from(want), 1e-5 * (1 + maxAbs(rv)), `${backend} residual + options`);
+        tf.dispose([x, w, residual, y, gamma, wa, wb, packed, packedB, plain, summed]);
+      }, `mlaLinear residual M=${m}`);
+    }
+    // Tokens first: x [M, G, K], w [G, N, K], residual [M, G, N].
+    const [m, g, k, n] = [3, 2, 36, 5];
+    await expectNoNewTensors(async () => {
+      const x = tf.tensor3d(randomValues(m * g * k, 1, 1), [m, g, k]);
+      const w = tf.tensor3d(randomValues(g * n * k, 2, 0.1), [g, n, k]);
+      const residual = tf.tensor3d(randomValues(m * g * n, 3, 1), [m, g, n]);
+      const plain = mla.mlaLinear(x, w, {tokenMajor: true});
+      const summed = mla.mlaLinear(x, w, {tokenMajor: true, residual});
+      const want = tf.add(plain, residual);
+      expectClose(await summed.data(), Float64Array.from(await want.data()), 1e-5, `${backend} tokenMajor residual`);
+      expect(() => tf.tidy(() => mla.mlaLinear(x, w, {tokenMajor: true, residual: tf.zeros([m, g, n + 1])})))
+          .toThrowError(/mlaLinear residual \(the output's shape\): expected shape \[3, 2, 5\], got \[3, 2, 6\]/);
+      tf.dispose([x, w, residual, plain, summed, want]);
+    }, 'mlaLinear tokenMajor residual');
+  });
+
   it('rejects mismatched shapes and non-float32 inputs', () => {
     const x = tf.zeros([2, 8]) as tf.Tensor2D;
     const w = tf.zeros([3, 6]) as tf.Tensor2D;

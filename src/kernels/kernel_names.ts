@@ -102,11 +102,14 @@ export const MLA_DECODE = 'MLADecode';
  *           (one product over the concatenation [w; w2] without a concatenated copy: MAX's wqkv)
  *   gamma:  float32 [K]      optional, with attrs.normEps: each x row is replaced by
  *           RMSNorm(x_row[0..K]; gamma, normEps) first (q-LoRA's q_a_layernorm before q_b_proj)
+ *   residual: float32, the output's shape, optional: added to the product (a decoder's residual
+ *           stream: y = residual + x · wᵀ in the same dispatch)
  * attrs:
  *   normEps:     number   with gamma
  *   tokenMajor:  boolean  x [M, G, K] and y [M, G, N] (tokens first, e.g. o_lat [T, H, L])
  * output:
- *   float32 [M, N], [G, M, N] or (tokenMajor) [M, G, N]: y[g, m, n] = Σ_k x[g, m, k] · w[g, n, k].
+ *   float32 [M, N], [G, M, N] or (tokenMajor) [M, G, N]: y[g, m, n] = Σ_k x[g, m, k] · w[g, n, k]
+ *   (+ residual[g, m, n]).
  */
 export const LINEAR = 'MLALinear';
 

@@ -60,7 +60,8 @@ interface ChunkTensors {
  * W_UV (1), o_proj (1) — no split, concat or transpose between them.
  */
 export function cachedStep(parts: AttentionParts, x: tf.Tensor2D, cache: tf.Tensor3D,
-                           cacheDtype: CacheDtype, plan: StepPlan, chunks: ChunkTensors[]|null): tf.Tensor2D {
+                           cacheDtype: CacheDtype, plan: StepPlan, chunks: ChunkTensors[]|null,
+                           residual: tf.Tensor2D|null = null): tf.Tensor2D {
   const d = parts.dims;
   const numTokens = x.shape[0];
   const viaLinear = useLinearKernel(numTokens);
@@ -84,7 +85,12 @@ export function cachedStep(parts: AttentionParts, x: tf.Tensor2D, cache: tf.Tens
     attention = decompressedAttention(parts, qRoped, cache, cacheDtype, plan.lookupTensor2d(), tokenInfo,
                                       chunks, viaLinear);
   }
-  return project(parts, attention, 'o_proj.weight', viaLinear);
+  // The residual stream, when given, is added by o_proj's MLALinear (or after tf.matMul).
+  if (residual === null) return project(parts, attention, 'o_proj.weight', viaLinear);
+  if (viaLinear || parts.weightDtype('o_proj.weight') !== 'float32') {
+    return project(parts, attention, 'o_proj.weight', viaLinear, {residual});
+  }
+  return tf.add(residual, project(parts, attention, 'o_proj.weight', false));
 }
 
 /**

@@ -28,6 +28,11 @@ export interface ForwardOptions {
   inputRowOffsets: tf.Tensor1D|number[];
   layerIdx?: number;
   prefillMetadata?: MLAPrefillMetadata;
+  /**
+   * [T, hiddenSize]: added to the output (a decoder's residual stream, x + attention(norm(x))),
+   * in o_proj's kernel where MLALinear runs it, so the sum costs no dispatch of its own.
+   */
+  residual?: tf.Tensor2D;
 }
 
 /**
@@ -415,23 +420,30 @@ export class LatentAttentionWithRope extends layers.Layer {
     checkPositions(collection, this.rope);
     const plan = collection.plan;
     checkOffsets(options.inputRowOffsets, plan, collection, x.shape[0]);
+    const residual = options.residual ?? null;
+    if (residual !== null && (!(residual instanceof tf.Tensor) || residual.dtype !== 'float32' ||
+                              !tf.util.arraysEqual(residual.shape, x.shape))) {
+      const got = residual instanceof tf.Tensor ? `${residual.dtype} ${showShape(residual.shape)}` : typeof residual;
+      throw new Error(`forward residual: expected a float32 tensor of x's shape ${showShape(x.shape)}, got ${got}`);
+    }
     if (plan.numTokens === 0) return tf.zeros([0, this.hiddenSize]);
     const useDecodePath = this.graphMode === 'decode' ||
         (this.graphMode === 'auto' && plan.maxNewTokens <= MLA_DECODE_MAX_NEW_TOKENS);
     const cache = collection.storage(layerIdx);
     const cacheDtype = collection.params.dtype;
-    if (useDecodePath) return tf.tidy(() => cachedStep(this.parts, x, cache, cacheDtype, plan, null));
+    if (useDecodePath) return tf.tidy(() => cachedStep(this.parts, x, cache, cacheDtype, plan, null, residual));
     const given = options.prefillMetadata;
     if (given !== undefined) checkPrefillMetadata(given, plan, collection, this.bufferSize);
     if (given === undefined || samePrefillMetadata(given, plan.prefillMetadata(this.bufferSize))) {
-      return tf.tidy(() => cachedStep(this.parts, x, cache, cacheDtype, plan, plan.prefill(this.bufferSize).tensors));
+      return tf.tidy(() => cachedStep(this.parts, x, cache, cacheDtype, plan, plan.prefill(this.bufferSize).tensors,
+                                      residual));
     }
     // A valid plan of this step with other chunking: its tensors live for this call only.
     return tf.tidy(() => cachedStep(this.parts, x, cache, cacheDtype, plan, prefillChunks(
         given, plan.contexts, (b, k) => collection.slotOf(b, k)).map((chunk) => ({
           slots: tf.tensor1d(chunk.slots, 'int32'),
           chunkInfo: tf.tensor2d(chunk.chunkInfo, [collection.batchSize, 3], 'int32'),
-        }))));
+        })), residual));
   }
 
   /** tfjs entry: with `kwargs.kvCollection` a cached step (as forward); else causal attention. */

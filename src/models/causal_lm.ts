@@ -453,8 +453,9 @@ export class CausalLM {
         this.layers.forEach((layer, i) => {
           const weights = this.decoder[i];
           const h = mlaRmsNorm(x, weights.inputNorm, eps);
-          x = tf.add(x, layer.forward(h, {kvCollection: collection, inputRowOffsets: offsets, layerIdx: i}));
-          x = tf.add(x, this.mlp(x, weights));
+          // Both residual adds happen inside the products (o_proj's and down_proj's).
+          x = layer.forward(h, {kvCollection: collection, inputRowOffsets: offsets, layerIdx: i, residual: x});
+          x = this.mlp(x, weights);
         });
         if (output === 'hidden') return x;
         const lastRows = offsets.slice(1).map((o) => o - 1);
@@ -470,7 +471,7 @@ export class CausalLM {
 
   /** Logits of final hidden rows: the LM head with model.norm in its prologue. */
   private head(x: tf.Tensor2D): tf.Tensor2D {
-    return this.linear(x, this.lmHead, this.finalNorm);
+    return this.linear(x, this.lmHead, {gamma: this.finalNorm});
   }
 
   /** Embedding rows of `ids` [T] → float32 [T, hidden] (16-bit rows widened by MLAGatherRows). */
@@ -483,24 +484,27 @@ export class CausalLM {
   }
 
   /**
-   * x · wᵀ, x first RMS-normalized with `gamma` when given: one MLALinear (the norm in its
-   * prologue) for 16-bit weights, decode steps and software adapters; else tf ops.
+   * x · wᵀ — x first RMS-normalized with `gamma`, output columns past w's from `w2`, `residual`
+   * added, each when given: one MLALinear (all of it in the kernel) for 16-bit weights, decode
+   * steps and software adapters; else tf ops.
    */
-  private linear(x: tf.Tensor2D, w: tf.Tensor2D, gamma?: tf.Tensor1D, w2?: tf.Tensor2D): tf.Tensor2D {
+  private linear(x: tf.Tensor2D, w: tf.Tensor2D,
+                 {gamma, w2, residual}: {gamma?: tf.Tensor1D, w2?: tf.Tensor2D, residual?: tf.Tensor2D} = {}): tf.Tensor2D {
     const eps = this.config.rmsNormEps;
     if (this.dtype !== 'float32' || useLinearKernel(x.shape[0])) {
       return mlaLinear<tf.Rank.R2>(x, w, {weightDtype: this.dtype, ...(gamma ? {gamma, normEps: eps} : {}),
-                              ...(w2 ? {w2} : {})});
+                                          ...(w2 ? {w2} : {}), ...(residual ? {residual} : {})});
     }
     const input = gamma ? mlaRmsNorm(x, gamma, eps) : x;
-    const y = tf.matMul(input, w, false, true) as tf.Tensor2D;
-    return w2 ? tf.concat([y, tf.matMul(input, w2, false, true)], 1) as tf.Tensor2D : y;
+    let y = tf.matMul(input, w, false, true) as tf.Tensor2D;
+    if (w2) y = tf.concat([y, tf.matMul(input, w2, false, true)], 1) as tf.Tensor2D;
+    return residual ? tf.add(residual, y) : y;
   }
 
-  /** down(silu(gate(h)) · up(h)) with h = post_attention_layernorm(x). */
+  /** x + down(silu(gate(h)) · up(h)) with h = post_attention_layernorm(x). */
   private mlp(x: tf.Tensor2D, weights: DecoderLayerWeights): tf.Tensor2D {
-    const gateUp = this.linear(x, weights.gate, weights.postAttentionNorm, weights.up);
-    return this.linear(mlaSwiGLU(gateUp), weights.down);
+    const gateUp = this.linear(x, weights.gate, {gamma: weights.postAttentionNorm, w2: weights.up});
+    return this.linear(mlaSwiGLU(gateUp), weights.down, {residual: x});
   }
 
   /** The next token of each row of `logits` (disposed here). */

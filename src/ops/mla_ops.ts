@@ -162,6 +162,11 @@ export interface MLALinearOptions {
   /** How w and w2 are stored: 'float32' (default), or 16-bit packed int32 [N, K / 2]. */
   weightDtype?: WeightDtype;
   /**
+   * A tensor of the output's shape added to the product in the same kernel (y = residual + x·wᵀ:
+   * a decoder's residual stream).
+   */
+  residual?: tf.Tensor;
+  /**
    * 2-D x only: x's rows may be wider than w's K, and their first K columns are read (e.g. the
    * q_a part of the fused q_a | kv_a projection). Without it a width mismatch is an Error.
    */
@@ -171,7 +176,7 @@ export interface MLALinearOptions {
 function mlaLinear_<R extends tf.Rank.R2|tf.Rank.R3>(
     x: tf.Tensor<R>, w: tf.Tensor<R>, options: MLALinearOptions = {}): tf.Tensor<R> {
   assertSupportedBackend('mlaLinear');
-  const {w2, gamma, normEps, tokenMajor = false, readFirstColumns = false, weightDtype = 'float32'} = options;
+  const {w2, gamma, normEps, residual, tokenMajor = false, readFirstColumns = false, weightDtype = 'float32'} = options;
   checkWeightDtype('mlaLinear weightDtype', weightDtype);
   // A 16-bit weight is an int32 tensor holding two values a word along K.
   const packed = weightDtype !== 'float32';
@@ -208,7 +213,13 @@ function mlaLinear_<R extends tf.Rank.R2|tf.Rank.R3>(
       throw new Error(`mlaLinear normEps: expected a number ≥ 0 with gamma, got ${normEps}`);
     }
   }
-  const inputs = {x, w, ...(w2 !== undefined ? {w2} : {}), ...(gamma !== undefined ? {gamma} : {})};
+  if (residual !== undefined) {
+    const n = w.shape[w.shape.length - 2] + (w2 === undefined ? 0 : w2.shape[0]);
+    const outputShape = shape.length === 2 ? [shape[0], n] : [shape[0], shape[1], n];
+    checkShape('mlaLinear residual (the output\'s shape)', residual, outputShape, 'float32');
+  }
+  const inputs = {x, w, ...(w2 !== undefined ? {w2} : {}), ...(gamma !== undefined ? {gamma} : {}),
+                  ...(residual !== undefined ? {residual} : {})};
   const attrs: MLALinearAttrs = {tokenMajor, weightDtype, ...(gamma !== undefined ? {normEps} : {})};
   return tf.engine().runKernel(LINEAR, inputs as unknown as tf.NamedTensorMap,
                                attrs as unknown as tf.NamedAttrMap) as tf.Tensor<R>;

@@ -8,10 +8,11 @@ import {unpackHalf} from '../../precision/half.js';
 
 /**
  * The readable reference of MLALinear (contract in ../kernel_names.ts): y = x · wᵀ per batch
- * entry, output columns past N1 from w2, x rows RMS-normalized first when gamma is given.
+ * entry, output columns past N1 from w2, x rows RMS-normalized first when gamma is given, the
+ * residual added when given.
  */
 export function linearCpu(args: {
-  inputs: {x: TensorInfo, w: TensorInfo, w2?: TensorInfo, gamma?: TensorInfo},
+  inputs: {x: TensorInfo, w: TensorInfo, w2?: TensorInfo, gamma?: TensorInfo, residual?: TensorInfo},
   backend: MathBackendCPU,
   attrs?: MLALinearAttrs & NamedAttrMap,
 }): TensorInfo {
@@ -24,6 +25,7 @@ export function linearCpu(args: {
   const w = valuesOf(backend, inputs.w);
   const w2 = inputs.w2 === undefined ? null : valuesOf(backend, inputs.w2);
   const gamma = inputs.gamma === undefined ? null : valuesOf(backend, inputs.gamma);
+  const residual = inputs.residual === undefined ? null : valuesOf(backend, inputs.residual);
   const y = new Float32Array(numEntries * m * n);
   const row = new Float32Array(k);
   for (let g = 0; g < numEntries; g++) {
@@ -41,7 +43,8 @@ export function linearCpu(args: {
             unpackHalf(weight, weightDtype, k, rowIndex * k);
         let sum = 0;  // float64
         for (let l = 0; l < k; l++) sum += row[l] * weightRow[l];
-        y[g * layout.outEntryStride + i * layout.outRowStride + j] = sum;
+        const at = g * layout.outEntryStride + i * layout.outRowStride + j;
+        y[at] = residual === null ? sum : residual[at] + sum;
       }
     }
   }

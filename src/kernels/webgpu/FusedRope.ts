@@ -57,6 +57,7 @@ export function fusedRopeWebGPU(args: {
     vectorWidth: linearVectorWidth(geometry),
     secondWeight: false,
     rmsNorm: false,
+    residual: false,
     ropeTail: rope,
     weightDtype: attrs.weightDtype ?? 'float32',
   }, geometry, layout.outputShape);

@@ -16,6 +16,8 @@
  *   q_proj or q_a_proj, then kv_a_proj_with_mqa, without a concatenated copy);
  * - `rmsNorm`: each x row is RMS-normalized and scaled by gamma on the fly (q-LoRA's
  *   q_a_layernorm before q_b_proj);
+ * - `residual`: a tensor of the output's shape is added as each value is written (a decoder's
+ *   residual stream);
  * - `ropeTail`: after the linear invocations, one invocation per (token, head, rope column)
  *   writes the roped q_rope next to the product (FusedRope's absorbed query [T, H, L + R]).
  *
@@ -44,6 +46,8 @@ export interface LinearProgramParams {
   vectorWidth: 1|4;
   secondWeight: boolean;
   rmsNorm: boolean;
+  /** Add the `residual` input (the output's shape) to every value written. */
+  residual: boolean;
   /** Rope the q_rope columns into the output after the product (null: no tail). */
   ropeTail: null|{interleaved: boolean};
   /** How w (and w2) store their values: float32, or 16-bit packed two per int32 word. */
@@ -64,7 +68,7 @@ export type LinearGeometry = Omit<LinearLayout, 'outputShape'>&{
 export function linearShaderKey(p: LinearProgramParams): string {
   const tail = p.ropeTail === null ? '' : p.ropeTail.interleaved ? '_ropeIl' : '_ropeHalf';
   return `mlaLinear_MB${p.rowsPerInvocation}_NB${p.colsPerInvocation}_WG${p.workgroupSize}` +
-      `_VW${p.vectorWidth}${p.secondWeight ? '_w2' : ''}${p.rmsNorm ? '_norm' : ''}${tail}` +
+      `_VW${p.vectorWidth}${p.secondWeight ? '_w2' : ''}${p.rmsNorm ? '_norm' : ''}${p.residual ? '_res' : ''}${tail}` +
       (p.weightDtype === 'float32' ? '' : `_w${halfWGSLKey(p.weightDtype)}`);
 }
 
@@ -113,11 +117,13 @@ export class LinearProgram implements WebGPUProgram {
     const VW = params.vectorWidth;
     this.variableNames = ['x', 'w', ...(params.secondWeight ? ['w2'] : []),
                           ...(params.rmsNorm ? ['gamma'] : []),
+                          ...(params.residual ? ['residual'] : []),
                           ...(params.ropeTail !== null ? ['freqsCis', 'tokenInfo'] : [])];
     // 16-bit weights are read as words: VW = 4 values are one vec2<i32>.
     const weightComponents = params.weightDtype === 'float32' ? VW : VW === 4 ? 2 : 1;
     this.variableComponents = this.variableNames.map((name) =>
-        name === 'freqsCis' || name === 'tokenInfo' ? 1 : name === 'w' || name === 'w2' ? weightComponents : VW);
+        name === 'freqsCis' || name === 'tokenInfo' || name === 'residual' ? 1 :
+        name === 'w' || name === 'w2' ? weightComponents : VW);
     this.numRowBlocks = Math.ceil(m / params.rowsPerInvocation);
     this.invocationsPerEntry = this.numRowBlocks * Math.ceil(geometry.n / params.colsPerInvocation);
     this.outputShape = outputShape;
@@ -152,7 +158,7 @@ export class LinearProgram implements WebGPUProgram {
   }
 
   getUserCode(): string {
-    const {rowsPerInvocation: MB, colsPerInvocation: NB, vectorWidth: VW, secondWeight, rmsNorm,
+    const {rowsPerInvocation: MB, colsPerInvocation: NB, vectorWidth: VW, secondWeight, rmsNorm, residual,
            ropeTail} = this.params;
     const product = (a: string, b: string) => VW === 4 ? `dot(${a}, ${b})` : `${a} * ${b}`;
     // Register k of a weight row, widened from 16 bits when stored so (VW = 4: one vec2 of
@@ -234,7 +240,8 @@ export class LinearProgram implements WebGPUProgram {
       ${unroll(MB, (m) => [
         rmsNorm && `let inverseRms${m} = 1.0 / sqrt(sumSquares${m} / f32(kVecs * ${VW}) + uniforms.eps);`,
         unroll(NB, (r) => `if (m0 + ${m} < numRows && n0 + ${r} < numCols) { ` +
-            `result[outStart + (m0 + ${m}) * uniforms.outRowStride + ${r}] = ` +
+            `let at${m}_${r} = outStart + (m0 + ${m}) * uniforms.outRowStride + ${r}; ` +
+            `result[at${m}_${r}] = ${residual ? `residual[at${m}_${r}] + ` : ''}` +
             `acc${m}_${r}${rmsNorm ? ` * inverseRms${m}` : ''}; }`, '      '),
       ], '      ')}
     }`;
