@@ -4,8 +4,9 @@
 // Bundled by esbuild into demos/chat/dist/main.js (`npm run demo:chat`).
 //
 // For automation (test/e2e/chat_page.test.mjs): `?model=…&dtype=float32&prompt_ids=1,4,214&
-// max_new_tokens=12&autorun=1` loads, runs once and writes JSON into <pre id="result">; the body
-// carries data-state = idle | loading | ready | generating | done | error.
+// max_new_tokens=12&autorun=1` loads, runs once and writes JSON into <pre id="result"> (every
+// run writes it, a chat turn too: hidden unless autorun); the body carries data-state = idle |
+// loading | ready | generating | done | error.
 import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-backend-cpu';
 import '@tensorflow/tfjs-backend-webgpu';
@@ -210,7 +211,14 @@ interface RunResult {
   /** The text of each prompt's new tokens (special tokens skipped), when there is a tokenizer. */
   text: string[]|null;
   backend: string;
+  /** The tokens fed per prompt (a session turn: what the conversation adds to the session's tokens). */
   promptTokens: number[];
+  /** The stop tokens generate was given. */
+  stopTokens: number[];
+  /** Tokens already in the cache before this run (a session's earlier turns); 0 without a session. */
+  cachedTokens: number;
+  /** The session's tokens after this run (the whole conversation); null without a session. */
+  sequence: number[]|null;
   timeToFirstTokenMs: number;
   tokensPerSecond: {prefill: number, decode: number|null};
   cacheBytes: {latent: number, standard: number};
@@ -458,6 +466,8 @@ class ChatPage {
     byId<HTMLButtonElement>('send-button').disabled = true;
     setState('generating');
     const promptTokens = prompts.map((p) => p.length);
+    // A session holds its tokens but the last generated one, which its next call feeds first.
+    const cachedTokens = Math.max(0, (session?.tokens.length ?? 0) - 1);
     const prefillTokens = promptTokens.reduce((a, b) => a + b, 0);
     setStatus(`Generating: ${prompts.length > 1 ? `${prompts.length} prompts, ` : ''}${fmtInt(prefillTokens)} prompt tokens…`);
     const bodies = prompts.map(() => this.addMessage('assistant', '…', tokenizer === null));
@@ -545,6 +555,9 @@ class ChatPage {
       text: tokenizer ? out.map((t) => tokenizer.decode(t, {skipSpecialTokens: true})) : null,
       backend: this.backend,
       promptTokens,
+      stopTokens: [...options.stopTokens ?? []],
+      cachedTokens,
+      sequence: session !== null ? session.tokens : null,
       timeToFirstTokenMs: ttft,
       tokensPerSecond: {prefill: prefillTps, decode: decodeTps},
       cacheBytes: {latent, standard},

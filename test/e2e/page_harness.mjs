@@ -77,12 +77,21 @@ export async function openPage(browser, viewport) {
  */
 export async function waitForPage(page, pageUrl, {timeoutS, pollMs}) {
   await page.goto(pageUrl);
+  return waitForState(page, ['done', 'error'], {timeoutS, pollMs});
+}
+
+/**
+ * Polls every `pollMs` until <body data-state> is one of `states` (and `until(page, state)`,
+ * when given, resolves truthy) or `timeoutS` has passed, printing #status whenever it changes.
+ * Returns the last state seen.
+ */
+export async function waitForState(page, states, {timeoutS, pollMs, until = null}) {
   const deadline = Date.now() + timeoutS * 1000;
   let state = '';
   let lastStatus = '';
   while (Date.now() < deadline) {
     state = await page.evaluate(() => document.body.dataset.state ?? '');
-    if (state === 'done' || state === 'error') break;
+    if (states.includes(state) && (until === null || await until(page, state))) break;
     const status = await page.evaluate(() => document.getElementById('status')?.textContent ?? '');
     if (status !== lastStatus) {
       console.log(`[e2e]   status: ${status}`);
