@@ -82,7 +82,6 @@ export function causalLMWeightShapes(hfConfig: object): Map<string, number[]> {
     vHeadDim: args.vHeadDim!,
   });
   args.rope.dispose();
-  if (args.hiddenSize !== config.hiddenSize) throw new Error('unreachable: hidden sizes differ');
   const shapes = decoderWeightShapes(config);
   for (let i = 0; i < config.numLayers; i++) {
     for (const [name, shape] of attention) shapes.set(`model.layers.${i}.self_attn.${name}`, shape);

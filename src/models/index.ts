@@ -21,7 +21,7 @@ import {packHalf} from '../precision/half.js';
 import {PackedHalfTensor, packedWordsShape, wordsFromLittleEndianBits} from '../precision/packed.js';
 import * as tf from '@tensorflow/tfjs-core';
 import {createTokenizer} from './tokenizer.js';
-import type {LoadCausalLMOptions} from './types.js';
+import type {LoadCausalLMOptions, ModelWeightDtype} from './types.js';
 
 export {CausalLM, causalLMWeightShapes, DEFAULT_MAX_SEQ_LEN, DEFAULT_PAGE_SIZE} from './causal_lm.js';
 export type {CausalLMExtras, CausalLMOptions, ModelWeight} from './causal_lm.js';
@@ -101,7 +101,7 @@ export async function loadCausalLM(source: string|URL, options: LoadCausalLMOpti
  * (two per word), anything else converted on the host and uploaded once.
  */
 function toWeight(bytes: Uint8Array, fileDtype: SupportedSafetensorsDtype, shape: number[],
-                  dtype: LoadCausalLMOptions['dtype'] & string): ModelWeight {
+                  dtype: ModelWeightDtype): ModelWeight {
   const count = shape.reduce((a, b) => a * b, 1);
   const packable = shape.length > 1 && shape[shape.length - 1] % 2 === 0;
   if (dtype === 'float32' || !packable) {
