@@ -10,3 +10,26 @@ export function isNode(): boolean {
   const p = (globalThis as {process?: {versions?: {node?: string}}}).process;
   return typeof p?.versions?.node === 'string';
 }
+
+/** The parts of Node's `fs/promises` FileHandle the io modules use (typed here: no @types/node). */
+export interface NodeFileHandle {
+  stat(): Promise<{size: number, isFile(): boolean}>;
+  read(buffer: Uint8Array, offset: number, length: number, position: number): Promise<{bytesRead: number}>;
+  close(): Promise<void>;
+}
+
+/**
+ * Up to `length` bytes of `handle` from `offset` (fewer only at the end of the file): `bytes`
+ * holds `length` bytes of which the first `bytesRead` were read.
+ */
+export async function readFileRange(handle: NodeFileHandle, offset: number, length: number):
+    Promise<{bytes: Uint8Array, bytesRead: number}> {
+  const bytes = new Uint8Array(length);
+  let done = 0;
+  while (done < length) {
+    const {bytesRead} = await handle.read(bytes, done, length - done, offset + done);
+    if (bytesRead === 0) break;
+    done += bytesRead;
+  }
+  return {bytes, bytesRead: done};
+}

@@ -15,7 +15,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import {floatToBf16Bits, floatToF16Bits, HalfDtype, halfValue} from '../precision/half.js';
 import {PackedHalfTensor} from '../precision/packed.js';
-import {importDynamic, isNode} from './runtime.js';
+import {importDynamic, isNode, NodeFileHandle, readFileRange} from './runtime.js';
 
 /** What loadSafetensors reads from: the file's bytes, or a file path (Node only). */
 export type SafetensorsSource = ArrayBuffer|Uint8Array|string;
@@ -98,14 +98,6 @@ function memorySource(bytes: Uint8Array, what: string): ByteSource {
   };
 }
 
-/** The parts of Node's `fs/promises` FileHandle used here (typed by hand: no @types/node). */
-interface NodeFileHandle {
-  stat(): Promise<{size: number, isFile(): boolean}>;
-  read(buffer: Uint8Array, offset: number, length: number, position: number):
-      Promise<{bytesRead: number}>;
-  close(): Promise<void>;
-}
-
 async function fileSource(path: string): Promise<ByteSource> {
   const what = `safetensors file '${path}'`;
   if (!isNode()) {
@@ -129,17 +121,12 @@ async function fileSource(path: string): Promise<ByteSource> {
       what,
       size: stat.size,
       async read(offset, length) {
-        const out = new Uint8Array(length);
-        let done = 0;
-        while (done < length) {
-          const {bytesRead} = await handle.read(out, done, length - done, offset + done);
-          if (bytesRead === 0) {
-            throw new Error(`loadSafetensors: ${what} ended at byte ${offset + done} while reading ` +
-                            `${length} bytes from ${offset} (was it changed while being read?)`);
-          }
-          done += bytesRead;
+        const {bytes, bytesRead} = await readFileRange(handle, offset, length);
+        if (bytesRead < length) {
+          throw new Error(`loadSafetensors: ${what} ended at byte ${offset + bytesRead} while reading ` +
+                          `${length} bytes from ${offset} (was it changed while being read?)`);
         }
-        return out;
+        return bytes;
       },
       close: () => handle.close(),
     };
@@ -177,7 +164,7 @@ export function parseSafetensorsHeader(bytes: Uint8Array, what = 'safetensors bu
     throw new Error(`loadSafetensors: ${what}: expected at least the 8-byte header length, got ` +
                     `${bytes.byteLength} bytes`);
   }
-  const headerLength = readHeaderLength(bytes, what, fileSize);
+  const headerLength = readSafetensorsHeaderLength(bytes, what, fileSize);
   if (bytes.byteLength < 8 + headerLength) {
     throw new Error(`loadSafetensors: ${what}: expected ${8 + headerLength} bytes of header, ` +
                     `got ${bytes.byteLength}`);
@@ -185,7 +172,11 @@ export function parseSafetensorsHeader(bytes: Uint8Array, what = 'safetensors bu
   return parseHeaderJson(bytes.subarray(8, 8 + headerLength), what, fileSize);
 }
 
-function readHeaderLength(first8: Uint8Array, what: string, fileSize: number): number {
+/**
+ * The header length in a file's first 8 bytes, checked against the file's size (`fileSize`) and
+ * the format's limits; an Error naming `what` otherwise.
+ */
+export function readSafetensorsHeaderLength(first8: Uint8Array, what: string, fileSize: number): number {
   const view = new DataView(first8.buffer, first8.byteOffset, 8);
   const low = view.getUint32(0, true);
   const high = view.getUint32(4, true);
@@ -432,7 +423,7 @@ export async function loadSafetensors(source: SafetensorsSource,
       throw new Error(`loadSafetensors: ${what} is ${bytes.size} bytes, shorter than the 8-byte ` +
                       `header length that starts a safetensors file`);
     }
-    const headerLength = readHeaderLength(await bytes.read(0, 8), what, bytes.size);
+    const headerLength = readSafetensorsHeaderLength(await bytes.read(0, 8), what, bytes.size);
     const header = parseHeaderJson(await bytes.read(8, headerLength), what, bytes.size);
     const selected: Array<[string, SafetensorsEntry]> = [];
     for (const [name, entry] of header.tensors) {

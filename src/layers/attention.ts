@@ -13,7 +13,7 @@ import type {CacheDtype, WeightDtype} from '../kernels/kernel_names.js';
 import {fusedRope, mergeAttentionPartials, mlaDecode, mlaGatherRows, mlaLinear, MLALinearOptions, mlaPrefill} from '../ops/mla_ops.js';
 import type {RotaryEmbedding} from '../rope/rotary_embedding.js';
 import type {MLADims} from './config.js';
-import {useLinearKernel} from './linear_policy.js';
+import {linearProduct, useLinearKernel} from './linear_policy.js';
 import {planPrefillChunks, PrefillChunk, prefillChunks} from './prefill_metadata.js';
 import type {AbsorbedWeights, HFWeightName} from './weights.js';
 
@@ -37,10 +37,7 @@ export interface AttentionParts {
  */
 function project(parts: AttentionParts, x: tf.Tensor2D, name: HFWeightName, viaLinear: boolean,
                  options: MLALinearOptions = {}): tf.Tensor2D {
-  const w = parts.weight(name) as tf.Tensor2D;
-  const weightDtype = parts.weightDtype(name);
-  if (viaLinear || weightDtype !== 'float32') return mlaLinear(x, w, {...options, weightDtype});
-  return tf.matMul(x, w, false, true);
+  return linearProduct(x, parts.weight(name) as tf.Tensor2D, viaLinear, {...options, weightDtype: parts.weightDtype(name)});
 }
 
 /** One chunk of the prefill path with its device tensors. */
@@ -86,11 +83,7 @@ export function cachedStep(parts: AttentionParts, x: tf.Tensor2D, cache: tf.Tens
                                       chunks, viaLinear);
   }
   // The residual stream, when given, is added by o_proj's MLALinear (or after tf.matMul).
-  if (residual === null) return project(parts, attention, 'o_proj.weight', viaLinear);
-  if (viaLinear || parts.weightDtype('o_proj.weight') !== 'float32') {
-    return project(parts, attention, 'o_proj.weight', viaLinear, {residual});
-  }
-  return tf.add(residual, project(parts, attention, 'o_proj.weight', false));
+  return project(parts, attention, 'o_proj.weight', viaLinear, residual === null ? {} : {residual});
 }
 
 /**

@@ -12,7 +12,7 @@ import {DeviceRef, ShardingStrategy} from './sharding.js';
 import {checkCollection, checkOffsets, checkPositions, checkPrefillMetadata} from './step_checks.js';
 import {samePrefillMetadata} from '../cache/step_plan.js';
 import {AbsorbedWeightCache, AbsorbedWeights, expectedWeightShapes, headBlock, HFWeightName, kvBHeads,
-        showShape, storageDtypeOf, storedShape} from './weights.js';
+        showShape, storageDtypeOf, storedShape, storedWeight} from './weights.js';
 import type {WeightDtype} from '../kernels/kernel_names.js';
 import {mlaPackHalf, mlaUnpackHalf} from '../ops/mla_ops.js';
 import {PackedHalfTensor} from '../precision/packed.js';
@@ -237,12 +237,10 @@ export class LatentAttentionWithRope extends layers.Layer {
         continue;
       }
       const value = tf.tidy(() => {
-        const float = given instanceof PackedHalfTensor ? mlaUnpackHalf(given.words, given.dtype) :
-                                                          tf.cast(given, 'float32');
-        if (dtype !== 'float32') return mlaPackHalf(float, dtype);  // rounded to nearest-even
+        const stored = storedWeight(given, dtype);  // 16-bit: rounded to nearest-even
         // Norm weights keep float32 tensors with values of normDtype.
-        return name.endsWith('layernorm.weight') && this.normDtype !== 'float32' ?
-            mlaUnpackHalf(mlaPackHalf(float, this.normDtype), this.normDtype) : float;
+        return dtype === 'float32' && name.endsWith('layernorm.weight') && this.normDtype !== 'float32' ?
+            mlaUnpackHalf(mlaPackHalf(stored, this.normDtype), this.normDtype) : stored;
       });
       this.weightVars.get(name)!.write(value);
       value.dispose();

@@ -7,6 +7,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import type {MLADims} from './config.js';
 import type {WeightDtype} from '../kernels/kernel_names.js';
 import {mlaPackHalf, mlaUnpackHalf} from '../ops/mla_ops.js';
+import {PackedHalfTensor} from '../precision/packed.js';
 
 export const HF_WEIGHT_NAMES = [
   'q_proj.weight', 'q_a_proj.weight', 'q_a_layernorm.weight', 'q_b_proj.weight',
@@ -16,6 +17,20 @@ export type HFWeightName = typeof HF_WEIGHT_NAMES[number];
 
 export function showShape(shape: readonly number[]): string {
   return `[${shape.join(', ')}]`;
+}
+
+/**
+ * A weight (float32, or a checkpoint's PackedHalfTensor) in storage `dtype`: float32, or int32
+ * words of 16-bit values rounded to nearest-even. A new tensor; words of the same 16-bit dtype
+ * are shared, not copied.
+ */
+export function storedWeight(weight: tf.Tensor|PackedHalfTensor, dtype: WeightDtype): tf.Tensor {
+  return tf.tidy(() => {
+    if (weight instanceof PackedHalfTensor && weight.dtype === dtype) return tf.clone(weight.words);
+    const float = weight instanceof PackedHalfTensor ? mlaUnpackHalf(weight.words, weight.dtype) :
+                                                       tf.cast(weight, 'float32');
+    return dtype === 'float32' ? float : mlaPackHalf(float, dtype);
+  });
 }
 
 /** The HF weights of a configuration and their [out, in] shapes. */

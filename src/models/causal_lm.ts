@@ -8,10 +8,10 @@ import {KVCacheDtype, KVCacheParams} from '../cache/kv_cache_params.js';
 import {PagedKVCache} from '../cache/paged_kv_cache.js';
 import {fromHFConfig} from '../config/hf_config.js';
 import {LatentAttentionWithRope} from '../layers/latent_attention_with_rope.js';
-import {useLinearKernel} from '../layers/linear_policy.js';
-import {expectedWeightShapes} from '../layers/weights.js';
+import {linearProduct, useLinearKernel} from '../layers/linear_policy.js';
+import {expectedWeightShapes, showShape, storedWeight} from '../layers/weights.js';
 import {checkInteger} from '../ops/check.js';
-import {mlaGatherRows, mlaLinear, mlaPackHalf, mlaRmsNorm, mlaSwiGLU, mlaUnpackHalf} from '../ops/mla_ops.js';
+import {mlaGatherRows, mlaRmsNorm, mlaSwiGLU} from '../ops/mla_ops.js';
 import {PackedHalfTensor} from '../precision/packed.js';
 import {RotaryEmbedding} from '../rope/rotary_embedding.js';
 import {CausalLMConfig, decoderWeightShapes, parseCausalLMConfig} from './config.js';
@@ -45,7 +45,7 @@ const WEIGHT_DTYPES: readonly ModelWeightDtype[] = ['float32', 'bfloat16', 'floa
 /** Bytes per value of a cache dtype, for the standard-cache comparison. */
 const CACHE_VALUE_BYTES: Record<KVCacheDtype, number> = {float32: 4, bfloat16: 2, float16: 2, float8_e4m3fn: 1};
 
-interface ResolvedOptions {
+export interface ResolvedOptions {
   dtype: ModelWeightDtype;
   cacheDtype: KVCacheDtype;
   maxSeqLen: number;
@@ -53,18 +53,20 @@ interface ResolvedOptions {
   totalNumPages: number;
 }
 
-function resolveOptions(options: CausalLMOptions|undefined, config: CausalLMConfig): ResolvedOptions {
+/** The options with their defaults, checked; `caller` names the call in errors. */
+export function resolveOptions(options: CausalLMOptions|undefined, config: CausalLMConfig,
+                               caller = 'CausalLM'): ResolvedOptions {
   const opts = options ?? {};
   const dtype = opts.dtype ?? 'bfloat16';
   if (!WEIGHT_DTYPES.includes(dtype)) {
-    throw new Error(`CausalLM options.dtype: expected 'float32', 'bfloat16' or 'float16', got '${String(dtype)}'`);
+    throw new Error(`${caller} options.dtype: expected 'float32', 'bfloat16' or 'float16', got '${String(dtype)}'`);
   }
   const maxSeqLen = opts.maxSeqLen ?? Math.min(config.maxPositionEmbeddings, DEFAULT_MAX_SEQ_LEN);
-  checkInteger('CausalLM options.maxSeqLen', maxSeqLen, 1);
+  checkInteger(`${caller} options.maxSeqLen`, maxSeqLen, 1);
   const pageSize = opts.pageSize ?? DEFAULT_PAGE_SIZE;
-  checkInteger('CausalLM options.pageSize', pageSize, 1);
+  checkInteger(`${caller} options.pageSize`, pageSize, 1);
   const totalNumPages = opts.totalNumPages ?? Math.ceil(maxSeqLen / pageSize);
-  checkInteger('CausalLM options.totalNumPages', totalNumPages, 1);
+  checkInteger(`${caller} options.totalNumPages`, totalNumPages, 1);
   // KVCacheParams checks the name.
   return {dtype, cacheDtype: opts.cacheDtype ?? dtype, maxSeqLen, pageSize, totalNumPages};
 }
@@ -89,30 +91,9 @@ export function causalLMWeightShapes(hfConfig: object): Map<string, number[]> {
   return shapes;
 }
 
-function shapeOf(weight: ModelWeight): number[] {
-  return weight.shape;
-}
-
-function showShape(shape: readonly number[]): string {
-  return `[${shape.join(', ')}]`;
-}
-
-/** `weight` in storage `dtype`: float32, or int32 words of 16-bit values. A new tensor. */
-function stored(weight: ModelWeight, dtype: ModelWeightDtype): tf.Tensor {
-  return tf.tidy(() => {
-    if (weight instanceof PackedHalfTensor) {
-      if (weight.dtype === dtype) return tf.clone(weight.words);  // shares the buffer
-      const float = mlaUnpackHalf(weight.words, weight.dtype);
-      return dtype === 'float32' ? float : mlaPackHalf(float, dtype);
-    }
-    const float = tf.cast(weight, 'float32');
-    return dtype === 'float32' ? float : mlaPackHalf(float, dtype);
-  });
-}
-
 /** A norm weight as a float32 tensor (exact). */
 function storedFloat(weight: ModelWeight): tf.Tensor1D {
-  return stored(weight, 'float32') as tf.Tensor1D;
+  return storedWeight(weight, 'float32') as tf.Tensor1D;
 }
 
 interface DecoderLayerWeights {
@@ -184,8 +165,8 @@ export class CausalLM {
       if (!(weight instanceof tf.Tensor || weight instanceof PackedHalfTensor) || weight.isDisposed) {
         throw new Error(`CausalLM.fromStateDict weights: '${name}' is not a live tf.Tensor or PackedHalfTensor`);
       }
-      if (!tf.util.arraysEqual(shapeOf(weight), shape)) {
-        throw new Error(`CausalLM.fromStateDict weights: '${name}' has shape ${showShape(shapeOf(weight))}, ` +
+      if (!tf.util.arraysEqual(weight.shape, shape)) {
+        throw new Error(`CausalLM.fromStateDict weights: '${name}' has shape ${showShape(weight.shape)}, ` +
                         `expected ${showShape(shape)}`);
       }
     }
@@ -200,23 +181,21 @@ export class CausalLM {
     this.cacheDtype = options.cacheDtype;
     this.maxSeqLen = options.maxSeqLen;
     this.defaultStopTokens = [...(extras.stopTokens ?? config.eosTokenIds)];
-    const probe = fromHFConfig(hfConfig, {maxSeqLen: 1});
-    probe.rope.dispose();
-    const {kvLoraRank, qkRopeHeadDim} = probe.args as {kvLoraRank: number, qkRopeHeadDim: number};
-    const kvParams = new KVCacheParams({
-      dtype: options.cacheDtype, headDim: kvLoraRank + qkRopeHeadDim, qkRopeHeadDim,
-      pageSize: options.pageSize, numLayers: config.numLayers,
-    });
-    const {rope, args} = fromHFConfig(hfConfig, {kvParams, maxSeqLen: options.maxSeqLen});
+    const {rope, args} = fromHFConfig(hfConfig, {maxSeqLen: options.maxSeqLen});
     this.rope = rope;
     const made: Array<{dispose(): unknown}> = [rope];
     try {
+      // fromHFConfig's cache shape (headDim L + R) with this model's dtype, pages and layers.
+      const kvParams = new KVCacheParams({
+        dtype: options.cacheDtype, headDim: args.kvParams.headDim, qkRopeHeadDim: args.qkRopeHeadDim,
+        pageSize: options.pageSize, numLayers: config.numLayers,
+      });
       this.cache = new PagedKVCache(kvParams, {totalNumPages: options.totalNumPages});
       made.push(this.cache);
       this.layers = [];
       this.decoder = [];
       for (let i = 0; i < config.numLayers; i++) {
-        const layer = new LatentAttentionWithRope({...args, dtype: this.dtype, oProjDtype: this.dtype});
+        const layer = new LatentAttentionWithRope({...args, kvParams, dtype: this.dtype, oProjDtype: this.dtype});
         made.push(layer);
         const prefix = `model.layers.${i}.self_attn.`;
         const own: Record<string, ModelWeight> = {};
@@ -229,17 +208,17 @@ export class CausalLM {
         const layerWeights: DecoderLayerWeights = {
           inputNorm: storedFloat(weights[`${p}input_layernorm.weight`]),
           postAttentionNorm: storedFloat(weights[`${p}post_attention_layernorm.weight`]),
-          gate: stored(weights[`${p}mlp.gate_proj.weight`], this.dtype) as tf.Tensor2D,
-          up: stored(weights[`${p}mlp.up_proj.weight`], this.dtype) as tf.Tensor2D,
-          down: stored(weights[`${p}mlp.down_proj.weight`], this.dtype) as tf.Tensor2D,
+          gate: storedWeight(weights[`${p}mlp.gate_proj.weight`], this.dtype) as tf.Tensor2D,
+          up: storedWeight(weights[`${p}mlp.up_proj.weight`], this.dtype) as tf.Tensor2D,
+          down: storedWeight(weights[`${p}mlp.down_proj.weight`], this.dtype) as tf.Tensor2D,
         };
         made.push({dispose: () => Object.values(layerWeights).forEach((t) => t.dispose())});
         this.decoder.push(layerWeights);
       }
-      this.embedding = stored(weights['model.embed_tokens.weight'], this.dtype) as tf.Tensor2D;
+      this.embedding = storedWeight(weights['model.embed_tokens.weight'], this.dtype) as tf.Tensor2D;
       made.push(this.embedding);
       this.lmHead = config.tieWordEmbeddings ? this.embedding :
-                                               stored(weights['lm_head.weight'], this.dtype) as tf.Tensor2D;
+                                               storedWeight(weights['lm_head.weight'], this.dtype) as tf.Tensor2D;
       made.push(this.lmHead);
       this.finalNorm = storedFloat(weights['model.norm.weight']);
     } catch (e) {
@@ -484,20 +463,15 @@ export class CausalLM {
 
   /**
    * x · wᵀ — x first RMS-normalized with `gamma`, output columns past w's from `w2`, `residual`
-   * added, each when given: one MLALinear (all of it in the kernel) for 16-bit weights, decode
-   * steps and software adapters; else tf ops.
+   * added, each when given: one MLALinear for 16-bit weights, decode steps and software adapters
+   * (linearProduct, the layer's policy); else tf ops.
    */
   private linear(x: tf.Tensor2D, w: tf.Tensor2D,
                  {gamma, w2, residual}: {gamma?: tf.Tensor1D, w2?: tf.Tensor2D, residual?: tf.Tensor2D} = {}): tf.Tensor2D {
-    const eps = this.config.rmsNormEps;
-    if (this.dtype !== 'float32' || useLinearKernel(x.shape[0])) {
-      return mlaLinear<tf.Rank.R2>(x, w, {weightDtype: this.dtype, ...(gamma ? {gamma, normEps: eps} : {}),
-                                          ...(w2 ? {w2} : {}), ...(residual ? {residual} : {})});
-    }
-    const input = gamma ? mlaRmsNorm(x, gamma, eps) : x;
-    let y = tf.matMul(input, w, false, true) as tf.Tensor2D;
-    if (w2) y = tf.concat([y, tf.matMul(input, w2, false, true)], 1) as tf.Tensor2D;
-    return residual ? tf.add(residual, y) : y;
+    return linearProduct(x, w, useLinearKernel(x.shape[0]), {
+      weightDtype: this.dtype, ...(gamma ? {gamma, normEps: this.config.rmsNormEps} : {}), ...(w2 ? {w2} : {}),
+      ...(residual ? {residual} : {}),
+    });
   }
 
   /** x + down(silu(gate(h)) · up(h)) with h = post_attention_layernorm(x). */

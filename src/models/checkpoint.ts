@@ -8,8 +8,8 @@
  * float32 copy of the model is held. A server that ignores Range (200 instead of 206) gets a
  * warning and the file is read whole, once.
  */
-import {importDynamic, isNode} from '../io/runtime.js';
-import {isSupportedSafetensorsDtype, MAX_SAFETENSORS_HEADER_BYTES, parseSafetensorsHeader, SafetensorsEntry} from '../io/safetensors.js';
+import {importDynamic, isNode, NodeFileHandle, readFileRange} from '../io/runtime.js';
+import {isSupportedSafetensorsDtype, parseSafetensorsHeader, readSafetensorsHeaderLength, SafetensorsEntry} from '../io/safetensors.js';
 
 /** Adjacent tensors are read in one request up to this many bytes (a larger tensor alone). */
 export const RANGE_CHUNK_BYTES = 32 * 1024 * 1024;
@@ -65,11 +65,6 @@ export async function openCheckpointFolder(source: string|URL, fetchFn?: FetchFu
 
 // ---- Node folders ------------------------------------------------------------------------------
 
-interface NodeFileHandle {
-  stat(): Promise<{size: number, isFile(): boolean}>;
-  read(buffer: Uint8Array, offset: number, length: number, position: number): Promise<{bytesRead: number}>;
-  close(): Promise<void>;
-}
 interface NodeFsPromises {
   open(path: string, flags: string): Promise<NodeFileHandle>;
   readFile(path: string, encoding: 'utf8'): Promise<string>;
@@ -112,17 +107,11 @@ async function fileFolder(folder: string): Promise<CheckpointFolder> {
         where,
         size: () => size,
         async read(offset, length) {
-          const out = new Uint8Array(length);
-          let done = 0;
-          while (done < length) {
-            const {bytesRead} = await handle.read(out, done, length - done, offset + done);
-            if (bytesRead === 0) break;
-            done += bytesRead;
-          }
+          const {bytes, bytesRead} = await readFileRange(handle, offset, length);
           stats.requests++;
-          stats.bytesRead += done;
-          if (done < length) throw truncated(where, offset, length, done);
-          return out;
+          stats.bytesRead += bytesRead;
+          if (bytesRead < length) throw truncated(where, offset, length, bytesRead);
+          return bytes;
         },
         close: () => handle.close(),
       };
@@ -284,18 +273,13 @@ export async function readCheckpointTensors(
     if (!byFile.has(file)) byFile.set(file, []);
   }
   const opened: Array<{file: string, handle: RangeFile, dataStart: number}> = [];
+  const closed = new Set<RangeFile>();
   try {
     for (const file of [...byFile.keys()].sort()) {
       const handle = await folder.open(file);
       opened.push({file, handle, dataStart: 0});
       const first8 = await handle.read(0, 8);
-      const view = new DataView(first8.buffer, first8.byteOffset, 8);
-      const headerLength = view.getUint32(0, true) + view.getUint32(4, true) * 2 ** 32;
-      if (headerLength > MAX_SAFETENSORS_HEADER_BYTES || headerLength < 2 ||
-          8 + headerLength > (handle.size() ?? Number.MAX_SAFE_INTEGER)) {
-        throw new Error(`loadCausalLM: ${handle.where}: header length ${headerLength} bytes does not fit ` +
-                        `the file (${handle.size() ?? 'unknown'} bytes); truncated or not a safetensors file?`);
-      }
+      const headerLength = readSafetensorsHeaderLength(first8, handle.where, handle.size() ?? Number.MAX_SAFE_INTEGER);
       const headerBytes = new Uint8Array(8 + headerLength);
       headerBytes.set(first8);
       headerBytes.set(await handle.read(8, headerLength), 8);
@@ -342,10 +326,12 @@ export async function readCheckpointTensors(
         loadedBytes += end - begin;
         progress(loadedBytes, totalBytes, handle.where);
       }
+      // Done with this shard: a whole-file fallback's bytes go now, not at the end.
+      closed.add(handle);
       await handle.close();
     }
   } finally {
-    await Promise.all(opened.map(({handle}) => handle.close()));
+    await Promise.all(opened.filter(({handle}) => !closed.has(handle)).map(({handle}) => handle.close()));
   }
 }
 

@@ -14,11 +14,12 @@
  * ```
  */
 import '../register.js';
-import {CausalLM, causalLMWeightShapes, ModelWeight} from './causal_lm.js';
+import {CausalLM, causalLMWeightShapes, ModelWeight, resolveOptions} from './causal_lm.js';
+import {parseCausalLMConfig} from './config.js';
 import {LoadStats, openCheckpointFolder, readCheckpointTensors} from './checkpoint.js';
 import {decodeSafetensorsValues, SAFETENSORS_HALF_DTYPES, SupportedSafetensorsDtype} from '../io/safetensors.js';
 import {packHalf} from '../precision/half.js';
-import {PackedHalfTensor, packedWordsShape, wordsFromLittleEndianBits} from '../precision/packed.js';
+import {PackedHalfTensor, packedWordsShape} from '../precision/packed.js';
 import * as tf from '@tensorflow/tfjs-core';
 import {createTokenizer} from './tokenizer.js';
 import type {LoadCausalLMOptions, ModelWeightDtype} from './types.js';
@@ -59,10 +60,8 @@ export async function loadCausalLM(source: string|URL, options: LoadCausalLMOpti
   const configText = await folder.readText('config.json', false);
   const hfConfig = parseJson(configText!, 'config.json', folder.where) as object;
   const expected = causalLMWeightShapes(hfConfig);  // checks the architecture first
-  const dtype = modelOptions.dtype ?? 'bfloat16';
-  if (dtype !== 'float32' && dtype !== 'bfloat16' && dtype !== 'float16') {
-    throw new Error(`loadCausalLM options.dtype: expected 'float32', 'bfloat16' or 'float16', got '${String(dtype)}'`);
-  }
+  // Every option is checked before a weight is read.
+  const {dtype} = resolveOptions(modelOptions, parseCausalLMConfig(hfConfig), 'loadCausalLM');
   const [tokenizerText, tokenizerConfigText, generationText] = await Promise.all([
     folder.readText('tokenizer.json', true), folder.readText('tokenizer_config.json', true),
     folder.readText('generation_config.json', true)]);
@@ -108,8 +107,7 @@ function toWeight(bytes: Uint8Array, fileDtype: SupportedSafetensorsDtype, shape
     return tf.tensor(decodeSafetensorsValues(bytes, fileDtype, count), shape, 'float32');
   }
   if (fileDtype !== 'F32' && SAFETENSORS_HALF_DTYPES[fileDtype] === dtype) {
-    return new PackedHalfTensor(tf.tensor(wordsFromLittleEndianBits(bytes), packedWordsShape(shape), 'int32'),
-                                dtype, shape);
+    return PackedHalfTensor.fromLittleEndianBits(bytes, dtype, shape);  // the file's words
   }
   const words = packHalf(decodeSafetensorsValues(bytes, fileDtype, count), dtype);
   return new PackedHalfTensor(tf.tensor(words, packedWordsShape(shape), 'int32'), dtype, shape);
